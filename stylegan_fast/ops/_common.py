@@ -1,0 +1,98 @@
+"""Helpers shared by every op: argument checks, compute dtype, output layout, noise seeds."""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Optional, Sequence
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def check_input(name: str, x, *, rank: Optional[int] = None, layout: str = "") -> None:
+    """``x`` must be a floating tensor (of ``rank`` dims when given, described by ``layout``)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
+    if rank is not None and x.dim() != rank:
+        raise ValueError(f"{name} must be {rank}-D {layout}, got shape {tuple(x.shape)}")
+
+
+def check_param(name: str, t, x: torch.Tensor, shapes: Sequence[tuple], desc: str) -> None:
+    """A per-channel/per-sample tensor: same device as ``x``, dtype of ``x`` (or float32 when ``x``
+    is half precision, as AMP master weights are), and one of ``shapes`` (described by ``desc``)."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.device != x.device:
+        raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
+    if t.dtype != x.dtype and not (t.dtype == torch.float32 and x.dtype in HALF_DTYPES):
+        raise TypeError(f"{name} has dtype {t.dtype} but x has {x.dtype}; pass {x.dtype}"
+                        + (" or float32" if x.dtype in HALF_DTYPES else ""))
+    if tuple(t.shape) not in [tuple(s) for s in shapes]:
+        raise ValueError(f"{name} must have shape {desc}, got {tuple(t.shape)}")
+
+
+def check_scalar(name: str, value, *, minimum: Optional[float] = None) -> float:
+    """A finite real Python number (not a bool), at least ``minimum`` when given."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """Internal math and reductions run in float32 (float64 stays float64, for gradcheck)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def like(x: torch.Tensor, t: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """``t`` cast to ``dtype`` (default x's) with exactly the strides of ``torch.empty_like(x)``:
+    the layout every backend returns and every fake kernel promises."""
+    dtype = x.dtype if dtype is None else dtype
+    if t.dtype == dtype and t.stride() == torch.empty_like(x, device="meta").stride():
+        return t
+    out = torch.empty_like(x, dtype=dtype)
+    out.copy_(t)
+    return out
+
+
+def draw_noise_seed(x: torch.Tensor) -> torch.Tensor:
+    """A fresh seed for in-kernel noise, drawn from torch's default CPU generator (so
+    ``torch.manual_seed`` reproduces it) as a 1-element int64 CPU tensor (no device sync)."""
+    return torch.randint(0, 2**31 - 1, (1,), dtype=torch.int64)
+
+
+def seeded_normal(seed: torch.Tensor, shape, like_tensor: torch.Tensor) -> torch.Tensor:
+    """N(0, 1) noise of ``shape`` in the compute dtype of ``like_tensor``, a pure function of
+    ``seed``: the reference backend's counter-based-RNG stand-in, regenerated in backward."""
+    gen = torch.Generator(device=like_tensor.device)
+    gen.manual_seed(int(seed.reshape(-1)[0]))
+    return torch.randn(shape, generator=gen, device=like_tensor.device,
+                       dtype=compute_dtype(like_tensor))
+
+
+def channel_view(t: torch.Tensor, ndim: int, dim: int = 1) -> torch.Tensor:
+    """A [C] tensor reshaped to broadcast along ``dim`` of an ``ndim``-D tensor."""
+    return t.reshape([-1 if i == dim else 1 for i in range(ndim)])
+
+
+def no_double_backward(backward_op, op_name: str) -> None:
+    """Register on ``backward_op`` an autograd formula that raises a clear error: differentiating
+    ``op_name``'s backward (create_graph=True, then backward again) is not supported."""
+    def setup_context(ctx, inputs, output):
+        pass
+
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            f"stylegan_fast.ops.{op_name} does not support double backward (a second derivative "
+            f"through it, e.g. torch.autograd.grad(..., create_graph=True) then backward). "
+            f"Use stylegan_fast.ops.{op_name}_reference where a second derivative is needed.")
+
+    backward_op.register_autograd(backward, setup_context=setup_context)

@@ -1,0 +1,202 @@
+"""Backend registry and selection for the fused ops.
+
+A *backend* is a family of implementations (``ref``, ``triton``, ``cuda``) with a priority and a
+probe that says whether it can run on a given device type. An *implementation* is what one backend
+provides for one op: an object with the ``forward``/``backward`` callables that the op's module
+documents. Adding a backend for an op is one call::
+
+    register_impl("bias_act", "triton", BiasActTriton)
+
+Selection, per op call and device type:
+
+* an explicit name (innermost ``use_backend(name)``, else ``STYLEGAN_FAST_BACKEND``) is used as is,
+  or raises :class:`BackendUnavailableError` with the reason;
+* ``auto`` takes the highest-priority backend that is available for the device and implements the
+  op, and warns once per (device type, op) when a backend meant for that device was skipped.
+
+The environment variable is read when an op is first traced by ``torch.compile``; change it before
+the process starts (or use ``use_backend``, which compiled code honours by recompiling).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+import torch
+
+ENV_VAR = "STYLEGAN_FAST_BACKEND"
+AUTO = "auto"
+
+
+class BackendUnavailableError(RuntimeError):
+    """An explicitly requested backend cannot run the op here; the message says why."""
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    name: str
+    available: bool
+    reason: str  # why not available, or a short description when it is
+
+
+@dataclass(frozen=True)
+class _Backend:
+    name: str
+    priority: int  # higher is preferred by ``auto``
+    probe: Callable[[str], Optional[str]]  # device type -> None if usable, else the reason
+    auto_devices: tuple  # device types on which ``auto`` considers it ("*" = all)
+    description: str
+
+
+_BACKENDS: dict[str, _Backend] = {}
+_IMPLS: dict[tuple[str, str], object] = {}
+_PROBED: dict[tuple[str, str], Optional[str]] = {}
+_OVERRIDES: list[str] = []
+_WARNED: set = set()
+
+
+def register_backend(name: str, *, priority: int, probe: Callable[[str], Optional[str]],
+                     auto_devices=("*",), description: str = "") -> None:
+    """Declare a backend. ``probe(device_type)`` returns None when it can run there, else why not."""
+    if name == AUTO or not name.isidentifier():
+        raise ValueError(f"backend name {name!r} is not allowed")
+    _BACKENDS[name] = _Backend(name, priority, probe, tuple(auto_devices), description)
+    _forget_probes(name)
+
+
+def unregister_backend(name: str) -> None:
+    """Remove a backend and its implementations (for plugins and tests)."""
+    _BACKENDS.pop(name, None)
+    for key in [k for k in _IMPLS if k[1] == name]:
+        del _IMPLS[key]
+    _forget_probes(name)
+
+
+def register_impl(op: str, backend: str, impl: object) -> None:
+    """Register ``impl`` (an object with the op's ``forward``/``backward``) for ``op`` on ``backend``."""
+    if backend not in _BACKENDS:
+        raise ValueError(f"register_backend({backend!r}, ...) must come before its implementations")
+    _IMPLS[(op, backend)] = impl
+
+
+def get_impl(op: str, backend: str) -> object:
+    try:
+        return _IMPLS[(op, backend)]
+    except KeyError:
+        raise BackendUnavailableError(f"backend {backend!r} has no implementation of {op}") from None
+
+
+def backend_names() -> list[str]:
+    """Registered backends, most preferred first."""
+    return sorted(_BACKENDS, key=lambda n: -_BACKENDS[n].priority)
+
+
+def _forget_probes(name: str) -> None:
+    for key in [k for k in _PROBED if k[0] == name]:
+        del _PROBED[key]
+
+
+def _probe(name: str, device_type: str) -> Optional[str]:
+    key = (name, device_type)
+    if key not in _PROBED:
+        try:
+            _PROBED[key] = _BACKENDS[name].probe(device_type)
+        except Exception as exc:  # a probe must never take the op down with it
+            _PROBED[key] = f"probe failed: {type(exc).__name__}: {exc}"
+    return _PROBED[key]
+
+
+def _default_device_type() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def available_backends(device=None) -> dict[str, BackendStatus]:
+    """Each registered backend with whether it can run on ``device`` (default: the GPU if any)."""
+    device_type = torch.device(device).type if device is not None else _default_device_type()
+    result = {}
+    for name in backend_names():
+        reason = _probe(name, device_type)
+        result[name] = BackendStatus(name, reason is None, reason or _BACKENDS[name].description)
+    return result
+
+
+def _check_name(name: str, source: str) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"{source} must be a backend name (str), got {type(name).__name__}")
+    key = name.strip().lower()
+    if key != AUTO and key not in _BACKENDS:
+        known = ", ".join([AUTO] + backend_names())
+        raise ValueError(f"{source}: unknown backend {name!r}; choose one of: {known}")
+    return key
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[str]:
+    """Run the ops inside the block on backend ``name`` (``'auto'`` restores automatic choice)."""
+    key = _check_name(name, "use_backend(name)")
+    _OVERRIDES.append(key)
+    try:
+        yield key
+    finally:
+        _OVERRIDES.pop()
+
+
+def requested_backend() -> str:
+    """The backend asked for right now: innermost ``use_backend``, else the env var, else auto."""
+    if _OVERRIDES:
+        return _OVERRIDES[-1]
+    return os.environ.get(ENV_VAR, AUTO)
+
+
+def resolve_backend(op: str, device: torch.device) -> str:
+    """The backend that runs ``op`` for tensors on ``device`` (raises if an explicit one can't)."""
+    return _choose(op, device.type, requested_backend())
+
+
+def _constant_for_compile(fn):
+    """What ``torch.compiler.assume_constant_result`` does (dynamo calls ``fn`` while tracing and
+    bakes in the result: selection may warn or raise there), without importing torch._dynamo
+    (and triton) when stylegan_fast is imported. tests/ops/test_backends.py checks the marker."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+@_constant_for_compile
+def _choose(op: str, device_type: str, requested: str) -> str:
+    source = "use_backend(name)" if _OVERRIDES else ENV_VAR
+    requested = _check_name(requested, source)
+    if requested != AUTO:
+        reason = _probe(requested, device_type)
+        if reason is not None:
+            raise BackendUnavailableError(
+                f"backend {requested!r} was requested ({source}) but cannot run {op} on "
+                f"{device_type}: {reason}")
+        get_impl(op, requested)
+        return requested
+    skipped = []
+    for name in backend_names():
+        backend = _BACKENDS[name]
+        meant_here = "*" in backend.auto_devices or device_type in backend.auto_devices
+        if not meant_here:
+            continue
+        reason = _probe(name, device_type)
+        if reason is None and (op, name) not in _IMPLS:
+            reason = f"no implementation of {op}"
+        if reason is None:
+            if skipped and (device_type, op) not in _WARNED:
+                _WARNED.add((device_type, op))
+                why = "; ".join(f"{n}: {r}" for n, r in skipped)
+                warnings.warn(f"stylegan_fast: {op} on {device_type} falls back to the {name!r} "
+                              f"backend ({why}). Set {ENV_VAR} or use_backend() to choose "
+                              f"explicitly.", RuntimeWarning, stacklevel=2)
+            return name
+        skipped.append((name, reason))
+    raise BackendUnavailableError(f"no backend can run {op} on {device_type}: " +
+                                  "; ".join(f"{n}: {r}" for n, r in skipped))
+
+
+register_backend("ref", priority=0, probe=lambda device_type: None,
+                 description="plain PyTorch reference, runs everywhere")

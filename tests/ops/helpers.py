@@ -1,0 +1,125 @@
+"""Shared machinery for the op tests: devices x backends, fresh inputs, comparisons to ref."""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+from typing import Callable, Sequence
+
+import pytest
+import torch
+
+import stylegan_fast.ops as ops
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+ALL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+ODD_SHAPES = [(2, 5, 7, 9), (3, 16, 4, 4), (1, 3, 13, 11), (2, 4, 1, 1), (2, 3, 1, 6)]
+
+
+def backends_for(device: str) -> list[str]:
+    return [name for name, status in ops.available_backends(device).items() if status.available]
+
+
+DEVICE_BACKENDS = [pytest.param(d, b, id=f"{d}-{b}") for d in DEVICES for b in backends_for(d)]
+parametrize_backends = pytest.mark.parametrize("device,backend", DEVICE_BACKENDS)
+
+
+def rand(shape, dtype=torch.float32, device="cpu", channels_last=False, grad=True):
+    """Fresh N(0, 1) values (never all zero), optionally channels_last, as a leaf tensor."""
+    t = torch.randn(shape, dtype=torch.float32, device=device).to(dtype)
+    if channels_last:
+        t = t.to(memory_format=torch.channels_last)
+    return t.requires_grad_(grad)
+
+
+def forward_backward(fn: Callable, args: Sequence, dy: torch.Tensor):
+    """fn(*args) and the gradients of <y, dy> w.r.t. every tensor arg that requires grad."""
+    y = fn(*args)
+    leaves = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+    grads = torch.autograd.grad(y, leaves, dy) if leaves else ()
+    return [y.detach(), *grads]
+
+
+def as_float64(args):
+    return [a.detach().double().requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor)
+            else a for a in args]
+
+
+def as_compute_in_input_dtype(args):
+    """The args for PyTorch's own low-precision evaluation: everything in x's dtype."""
+    dtype = args[0].dtype
+    return [a.detach().to(dtype).requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor)
+            else a for a in args]
+
+
+@contextlib.contextmanager
+def reference_math_in_input_dtype():
+    """Make the *_reference functions compute in the input's dtype (no float32 upcast): what
+    plain PyTorch does in low precision, the yardstick for fp16/bf16 tolerances."""
+    mp = pytest.MonkeyPatch()
+    for name in ("adain", "bias_act", "noise_inject", "style_epilogue"):
+        module = importlib.import_module(f"stylegan_fast.ops.{name}")
+        mp.setattr(module, "compute_dtype", lambda x: x.dtype)
+    try:
+        yield
+    finally:
+        mp.undo()
+
+
+def assert_close_to_reference(op: Callable, reference: Callable, args: Sequence, backend: str,
+                              dy: torch.Tensor | None = None):
+    """Compare op (on ``backend``) with ``reference``: output and every gradient.
+
+    float32: within 1e-5 relative of a float64 evaluation of the reference. float16/bfloat16: an
+    error against the float64 reference at most twice PyTorch's own low-precision error (plus one
+    unit in the last place of the output's magnitude, for stores that truncate).
+    """
+    x = args[0]
+    dy = torch.randn_like(x) if dy is None else dy
+    with ops.use_backend(backend):
+        ours = forward_backward(op, args, dy)
+    expected = forward_backward(reference, as_float64(args), dy.double())
+    assert ours[0].dtype == x.dtype
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        assert ours[0].is_contiguous(memory_format=torch.channels_last), "layout not kept"
+    if x.dtype in LOW_PRECISION:
+        with reference_math_in_input_dtype():
+            lowp = forward_backward(reference, as_compute_in_input_dtype(args), dy)
+    names = ["output"] + [f"grad[{i}]" for i in range(len(ours) - 1)]
+    for i, (name, got, want) in enumerate(zip(names, ours, expected)):
+        assert got.shape == want.shape, f"{name}: shape {got.shape} != {want.shape}"
+        if got.numel() == 0:
+            continue
+        scale = want.abs().max().item()
+        err = (got.double() - want).abs().max().item()
+        if x.dtype in (torch.float32, torch.float64):
+            tol = 1e-5 * max(scale, 1.0) if x.dtype == torch.float32 else 1e-10 * max(scale, 1.0)
+            assert err <= tol, f"{name}: max error {err:.3g} > {tol:.3g} (scale {scale:.3g})"
+        else:
+            torch_err = (lowp[i].double() - want).abs().max().item()
+            ulp = torch.finfo(got.dtype).eps * scale
+            # where PyTorch's own low-precision math overflows (e.g. eps=1e-8 is 0 in fp16),
+            # hold the op to one ulp of the output scale alone
+            tol = 2 * torch_err + ulp if math.isfinite(torch_err) else ulp
+            assert err <= tol, (f"{name}: max error {err:.3g} > 2 x torch's {x.dtype} error "
+                                f"{torch_err:.3g} + 1 ulp (scale {scale:.3g})")
+    return ours
+
+
+def saved_bytes(fn: Callable, *args) -> int:
+    """Bytes of the tensors autograd saves for backward while running fn(*args)."""
+    total = 0
+    seen = set()
+
+    def pack(t):
+        nonlocal total
+        key = (t.data_ptr(), t.numel(), t.dtype)
+        if key not in seen:
+            seen.add(key)
+            total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(*args)
+    return total
