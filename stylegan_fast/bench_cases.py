@@ -1,0 +1,230 @@
+"""The op benchmark cases, shared by ``stylegan-fast bench`` and ``benchmarks/bench_ops.py``.
+
+A case is one op x backend x dtype x shape x mode. Backends: ``ref`` (the op's plain-PyTorch
+``*_reference`` function, eager), ``compile`` (``torch.compile`` of that function), and any other
+name (the public op inside ``stylegan_fast.ops.use_backend(name)``).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from . import ops
+
+OPS = ("bias_act", "noise_inject", "adain", "style_epilogue")
+MODES = ("fwd", "fwd+bwd")
+BASELINES = ("ref", "compile")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """How to call one op: its functions, its small fp32 tensors and fixed options."""
+    reference: Callable
+    public: Callable
+    per_channel: tuple = ()  # names of [C] tensors
+    per_sample: tuple = ()  # names of [N, C] tensors
+    takes_noise: bool = False  # has a ``noise`` argument (None: drawn in the op)
+    options: dict = field(default_factory=dict)
+
+
+OP_SPECS = {
+    "bias_act": OpSpec(ops.bias_act_reference, ops.bias_act, per_channel=("b",),
+                       options={"act": "lrelu"}),
+    "noise_inject": OpSpec(ops.noise_inject_reference, ops.noise_inject,
+                           per_channel=("strength",), takes_noise=True),
+    "adain": OpSpec(ops.adain_reference, ops.adain, per_sample=("style_scale", "style_bias")),
+    "style_epilogue": OpSpec(ops.style_epilogue_reference, ops.style_epilogue,
+                             per_channel=("bias", "noise_strength"),
+                             per_sample=("style_scale", "style_bias"), takes_noise=True),
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    shapes: tuple
+    dtypes: tuple
+    modes: tuple = MODES
+    reps: int = 30
+    warmup: int = 5
+
+
+PRESETS = {
+    # CPU-friendly: one tiny odd shape keeps the compile backend's start-up cost bearable.
+    "smoke": Preset(shapes=((2, 8, 9, 7),), dtypes=("float32",), reps=5, warmup=2),
+    "gpu": Preset(shapes=((32, 512, 32, 32), (16, 128, 128, 128), (4, 32, 512, 512),
+                          (4, 16, 1024, 1024)),
+                  dtypes=("float32", "bfloat16")),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    op: str
+    backend: str
+    dtype: str
+    shape: tuple
+    mode: str
+    device: str
+
+    @property
+    def group(self) -> tuple:
+        """Cases that differ only in backend share a group (for speedups)."""
+        return (self.op, self.dtype, self.shape, self.mode, self.device)
+
+    @property
+    def name(self) -> str:
+        return f"{self.op}-{self.backend}-{self.dtype}-{format_shape(self.shape)}-{self.mode}"
+
+
+def format_shape(shape) -> str:
+    return "x".join(str(s) for s in shape)
+
+
+def parse_shape(text: str) -> tuple:
+    """``'4x16x64x64'`` -> (4, 16, 64, 64)."""
+    dims = tuple(int(s) for s in text.lower().split("x"))
+    if len(dims) != 4 or min(dims) < 1:
+        raise ValueError(f"shape {text!r} must be NxCxHxW with positive sizes")
+    return dims
+
+
+def canonical_dtype(name: str) -> str:
+    name = DTYPE_ALIASES.get(name.strip().lower(), name.strip().lower())
+    if name not in DTYPES:
+        raise ValueError(f"dtype {name!r} is not one of {', '.join(DTYPES)}")
+    return name
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_preset(device: str) -> str:
+    return "gpu" if torch.device(device).type == "cuda" else "smoke"
+
+
+def default_backends(device: str) -> list[str]:
+    """``ref``, ``compile`` and every other backend available on ``device``."""
+    extra = [name for name, status in ops.available_backends(device).items()
+             if status.available and name != "ref"]
+    return list(BASELINES) + extra
+
+
+def known_backends(device: str) -> list[str]:
+    """Every backend name the benchmark accepts, available here or not."""
+    return list(BASELINES) + [n for n in ops.available_backends(device) if n != "ref"]
+
+
+def implements(op: str, backend: str) -> bool:
+    """Whether ``backend`` (a baseline, or a registered backend) has an implementation of ``op``."""
+    if backend in BASELINES:
+        return True
+    try:
+        ops.backends.get_impl(op, backend)
+    except ops.BackendUnavailableError:
+        return False
+    return True
+
+
+def make_cases(op_names: list, backends: list, dtypes: list, shapes: list, modes: list,
+               device: str) -> list[Case]:
+    """All combinations that a backend implements; the backends of one group run in a row,
+    baselines first."""
+    backends = [b for b in BASELINES if b in backends] + [b for b in dict.fromkeys(backends)
+                                                          if b not in BASELINES]
+    return [Case(op, backend, dtype, tuple(shape), mode, device)
+            for dtype in dtypes for shape in shapes for op in op_names for mode in modes
+            for backend in backends if implements(op, backend)]
+
+
+# ---------------------------------------------------------------- inputs and calls
+@dataclass
+class OpInputs:
+    """The keyword arguments of one call; ``grad_inputs`` (by name) are those that get gradients."""
+    kwargs: dict
+    grad_inputs: dict
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self.kwargs["x"]
+
+
+def make_inputs(case: Case, *, explicit_noise: bool = False, seed: int = 0) -> OpInputs:
+    """Fresh random (never zero) inputs: x in the case dtype, small tensors in float32, and
+    ``noise=None`` unless ``explicit_noise`` (then a fixed [N, 1, H, W] map)."""
+    spec = OP_SPECS[case.op]
+    n, c, h, w = case.shape
+    gen = torch.Generator(device=case.device).manual_seed(seed)
+
+    def randn(*shape, dtype=torch.float32, scale=1.0):
+        t = torch.randn(shape, generator=gen, device=case.device, dtype=torch.float32)
+        return (t * scale).to(dtype)
+
+    x_dtype = DTYPES[case.dtype]
+    tensors = {"x": randn(n, c, h, w, dtype=x_dtype)}
+    tensors.update({name: randn(c, scale=0.2) for name in spec.per_channel})
+    tensors.update({name: randn(n, c, scale=0.2) for name in spec.per_sample})
+    grad_inputs = dict(tensors) if case.mode == "fwd+bwd" else {}
+    for t in grad_inputs.values():
+        t.requires_grad_()
+    kwargs = dict(tensors, **spec.options)
+    if spec.takes_noise:
+        kwargs["noise"] = randn(n, 1, h, w, dtype=x_dtype) if explicit_noise else None
+    return OpInputs(kwargs, grad_inputs)
+
+
+def enable_many_recompiles(limit: int = 4096) -> None:
+    """Let ``torch.compile`` specialize on every shape/dtype/mode instead of silently falling
+    back to eager after its default of 8 recompilations."""
+    config = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit",
+                 "accumulated_cache_size_limit"):
+        if hasattr(config, name):
+            setattr(config, name, max(getattr(config, name), limit))
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_reference(op: str) -> Callable:
+    """``torch.compile`` of the op's reference, one per process (each shape specializes)."""
+    enable_many_recompiles()
+    return torch.compile(OP_SPECS[op].reference, dynamic=False)
+
+
+def public_on_backend(op: str, backend: str) -> Callable:
+    """The public op, run inside ``ops.use_backend(backend)``."""
+    public = OP_SPECS[op].public
+
+    def on_backend(**kwargs):
+        with ops.use_backend(backend):
+            return public(**kwargs)
+    return on_backend
+
+
+def op_function(op: str, backend: str) -> Callable:
+    """A callable taking the op's keyword arguments, running it on ``backend``."""
+    if backend == "ref":
+        return OP_SPECS[op].reference
+    if backend == "compile":
+        return compiled_reference(op)
+    return public_on_backend(op, backend)
+
+
+def min_bytes(inputs: OpInputs, mode: str) -> int:
+    """Minimum memory traffic of one rep (DESIGN.md section 6). fwd: read x and the small tensors
+    (and noise when given), write y. fwd+bwd adds: read dy, read x (and noise), write dx and the
+    gradients of the small tensors."""
+    x = inputs.x
+    big = x.numel() * x.element_size()
+    small = sum(t.numel() * t.element_size() for name, t in inputs.kwargs.items()
+                if isinstance(t, torch.Tensor) and name not in ("x", "noise"))
+    noise = inputs.kwargs.get("noise")
+    noise_bytes = noise.numel() * noise.element_size() if noise is not None else 0
+    forward = 2 * big + small + noise_bytes
+    if mode == "fwd":
+        return forward
+    return forward + 3 * big + small + noise_bytes
