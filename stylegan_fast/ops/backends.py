@@ -20,6 +20,8 @@ the process starts (or use ``use_backend``, which compiled code honours by recom
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import os
 import warnings
 from dataclasses import dataclass
@@ -49,27 +51,36 @@ class _Backend:
     probe: Callable[[str], Optional[str]]  # device type -> None if usable, else the reason
     auto_devices: tuple  # device types on which ``auto`` considers it ("*" = all)
     description: str
+    module: Optional[str]  # imported on first use; registers the backend's implementations
 
 
 _BACKENDS: dict[str, _Backend] = {}
 _IMPLS: dict[tuple[str, str], object] = {}
 _PROBED: dict[tuple[str, str], Optional[str]] = {}
+_LOADED: dict[str, Optional[str]] = {}  # backend -> None once its module imported, else the error
 _OVERRIDES: list[str] = []
 _WARNED: set = set()
 
 
 def register_backend(name: str, *, priority: int, probe: Callable[[str], Optional[str]],
-                     auto_devices=("*",), description: str = "") -> None:
-    """Declare a backend. ``probe(device_type)`` returns None when it can run there, else why not."""
+                     auto_devices=("*",), description: str = "",
+                     module: Optional[str] = None) -> None:
+    """Declare a backend. ``probe(device_type)`` returns None when it can run there, else why not.
+
+    ``module`` (e.g. ``"stylegan_fast.ops.triton"``) is imported the first time the backend is
+    probed successfully, never at import of stylegan_fast; it calls :func:`register_impl`.
+    """
     if name == AUTO or not name.isidentifier():
         raise ValueError(f"backend name {name!r} is not allowed")
-    _BACKENDS[name] = _Backend(name, priority, probe, tuple(auto_devices), description)
+    _BACKENDS[name] = _Backend(name, priority, probe, tuple(auto_devices), description, module)
+    _LOADED.pop(name, None)
     _forget_probes(name)
 
 
 def unregister_backend(name: str) -> None:
     """Remove a backend and its implementations (for plugins and tests)."""
     _BACKENDS.pop(name, None)
+    _LOADED.pop(name, None)
     for key in [k for k in _IMPLS if k[1] == name]:
         del _IMPLS[key]
     _forget_probes(name)
@@ -103,10 +114,22 @@ def _probe(name: str, device_type: str) -> Optional[str]:
     key = (name, device_type)
     if key not in _PROBED:
         try:
-            _PROBED[key] = _BACKENDS[name].probe(device_type)
+            _PROBED[key] = _BACKENDS[name].probe(device_type) or _load(name)
         except Exception as exc:  # a probe must never take the op down with it
             _PROBED[key] = f"probe failed: {type(exc).__name__}: {exc}"
     return _PROBED[key]
+
+
+def _load(name: str) -> Optional[str]:
+    """Import the backend's module once; None on success, else why it failed."""
+    module = _BACKENDS[name].module
+    if module is not None and name not in _LOADED:
+        try:
+            importlib.import_module(module)
+            _LOADED[name] = None
+        except Exception as exc:
+            _LOADED[name] = f"importing {module} failed: {type(exc).__name__}: {exc}"
+    return _LOADED.get(name)
 
 
 def _default_device_type() -> str:
@@ -198,5 +221,33 @@ def _choose(op: str, device_type: str, requested: str) -> str:
                                   "; ".join(f"{n}: {r}" for n, r in skipped))
 
 
+def _probe_triton(device_type: str) -> Optional[str]:
+    if importlib.util.find_spec("triton") is None:
+        return "triton is not installed (it comes with the CUDA builds of torch)"
+    if device_type == "cuda":
+        return None if torch.cuda.is_available() else "no CUDA device is visible"
+    if device_type == "cpu":
+        if os.environ.get("TRITON_INTERPRET") == "1":
+            return None
+        return "Triton runs CPU tensors only in its interpreter (TRITON_INTERPRET=1, for testing)"
+    return f"Triton does not run {device_type} tensors"
+
+
 register_backend("ref", priority=0, probe=lambda device_type: None,
                  description="plain PyTorch reference, runs everywhere")
+register_backend("triton", priority=10, probe=_probe_triton, auto_devices=("cuda",),
+                 module="stylegan_fast.ops.triton", description="Triton kernels")
+
+
+def _probe_cuda(device_type: str) -> Optional[str]:
+    """The cuda backend's probe (stylegan_fast/ops/cuda/build.py), imported on first use only."""
+    if device_type != "cuda":
+        return "CUDA kernels need CUDA tensors"
+    from .cuda import build
+
+    return build.probe(device_type)
+
+
+register_backend("cuda", priority=20, probe=_probe_cuda, auto_devices=("cuda",),
+                 module="stylegan_fast.ops.cuda",
+                 description="hand-written CUDA kernels (csrc/), AOT-built or JIT-cached")

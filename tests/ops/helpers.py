@@ -123,3 +123,19 @@ def saved_bytes(fn: Callable, *args) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         fn(*args)
     return total
+
+
+def gradcheck_options(backend: str) -> dict:
+    """Full Jacobians for ref (the definition of the math); gradcheck's fast mode (random
+    projections of the Jacobian) for kernel backends, which the interpreter runs slowly and whose
+    every gradient is also compared with float64 autograd in the matches-reference tests."""
+    return {} if backend == "ref" else {"fast_mode": True}
+
+
+def assert_double_backward_raises(fn: Callable, args: Sequence, op_name: str) -> None:
+    y = fn(*args)
+    leaves = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+    grads = torch.autograd.grad(y, leaves, torch.randn_like(y), create_graph=True)
+    total = sum(g.sum() for g in grads if g.requires_grad)
+    with pytest.raises(RuntimeError, match=f"{op_name} does not support double backward"):
+        total.backward()

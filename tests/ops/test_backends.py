@@ -37,9 +37,10 @@ def test_ref_is_always_available():
 
 
 def test_unknown_backend_name_is_rejected_at_once():
-    with pytest.raises(ValueError, match="unknown backend 'nope'; choose one of: auto, ref"):
+    with pytest.raises(ValueError, match="unknown backend 'nope'; choose one of: auto, ") as info:
         with ops.use_backend("nope"):
             pass
+    assert "ref" in str(info.value) and "triton" in str(info.value)
 
 
 def test_one_registration_adds_a_backend_and_auto_prefers_it(fake_backend):
@@ -125,3 +126,26 @@ def test_selection_is_a_compile_time_constant_the_way_dynamo_marks_it():
     marked = torch.compiler.assume_constant_result(lambda: 0)
     assert getattr(marked, "_dynamo_marked_constant", False)
     assert backends._choose._dynamo_marked_constant
+
+
+def test_backend_module_is_imported_on_first_use_only(tmp_path, monkeypatch):
+    (tmp_path / "sgf_plugin_ok.py").write_text(
+        "from stylegan_fast.ops import register_impl\n"
+        "from stylegan_fast.ops.bias_act import Reference\n"
+        "register_impl('bias_act', 'plugin', Reference)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import sys
+    try:
+        backends.register_backend("plugin", priority=-1, probe=lambda d: None,
+                                  module="sgf_plugin_ok")
+        assert "sgf_plugin_ok" not in sys.modules
+        with ops.use_backend("plugin"):
+            ops.bias_act(torch.randn(3))
+        assert "sgf_plugin_ok" in sys.modules
+        backends.register_backend("broken", priority=-1, probe=lambda d: None,
+                                  module="sgf_plugin_missing")
+        status = ops.available_backends("cpu")["broken"]
+        assert not status.available and "importing sgf_plugin_missing failed" in status.reason
+    finally:
+        backends.unregister_backend("plugin")
+        backends.unregister_backend("broken")

@@ -1,0 +1,75 @@
+"""Helpers shared by the Triton kernels: layouts, block shapes, dtypes, in-kernel noise."""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from .._common import like
+
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+# Elements per program tile, and how many programs a launch aims for (a GPU wants several waves
+# of its SMs; the interpreter on CPU pays ~5-10 ms per program, so it wants as few as possible).
+TILE_ELEMENTS = 4096
+TARGET_PROGRAMS = 8 if INTERPRETED else 1024
+
+ACCUMULATOR = {torch.float64: tl.float64}  # everything else accumulates in float32
+
+
+def accumulator(dtype: torch.dtype):
+    return ACCUMULATOR.get(dtype, tl.float32)
+
+
+def pow2(n: int) -> int:
+    return triton.next_power_of_2(max(int(n), 1))
+
+
+def num_warps(tile: int) -> int:
+    return 8 if tile >= 4096 else 4
+
+
+def dense(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself when its memory is dense (any dim order), else a dense copy in the layout
+    ``torch.empty_like(t)`` gives: what the kernels index as flat memory."""
+    return like(t, t)
+
+
+def plane_layout(x: torch.Tensor):
+    """View a 4-D x as planes [N, C, HW]: returns (x, (stride_n, stride_c, stride_hw),
+    channels_last). NCHW and channels_last are used in place; other layouts are copied to NCHW
+    (the caller then returns its output through ``like``)."""
+    n, c, h, w = x.shape
+    if x.is_contiguous():
+        return x, (c * h * w, h * w, 1), False
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return x, (h * w * c, 1, c), True
+    return x.contiguous(), (c * h * w, h * w, 1), False
+
+
+def plane_tiles(c: int, hw: int, channels_last: bool):
+    """(BLOCK_C, BLOCK_HW) for a tile of planes: wide along the dimension contiguous in memory."""
+    if channels_last:
+        block_c = min(pow2(c), 128)
+        return block_c, min(pow2(hw), max(1, TILE_ELEMENTS // block_c))
+    block_hw = min(pow2(hw), 1024, TILE_ELEMENTS)
+    return min(pow2(c), max(1, TILE_ELEMENTS // block_hw)), block_hw
+
+
+def seed_value(seed) -> int:
+    """The int seed of the in-kernel RNG (the op passes a 1-element CPU tensor)."""
+    return int(seed.reshape(-1)[0]) if seed is not None else 0
+
+
+def check_noise_size(n: int, hw: int) -> None:
+    if n * hw >= 2**31:
+        raise ValueError(f"the triton backend draws noise with 32-bit counters: N*H*W = {n * hw} "
+                         f"must be < 2**31 (use the cuda or ref backend)")
+
+
+@triton.jit
+def noise_at(seed, n, hw, HW):
+    """N(0, 1) noise of pixel (n, hw): a pure function of (seed, n * HW + hw), shared by every
+    op so that noise_inject and style_epilogue draw the same map for the same seed."""
+    return tl.randn(seed, n * HW + hw)

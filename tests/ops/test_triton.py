@@ -1,0 +1,65 @@
+"""Triton-only paths: tilings that the small shapes of the op suite do not reach, determinism."""
+import importlib
+
+import pytest
+import torch
+
+import stylegan_fast.ops as ops
+from stylegan_fast.ops import (adain, adain_reference, bias_act, bias_act_reference, noise_inject,
+                               noise_inject_reference)
+
+from .helpers import DEVICES, assert_close_to_reference, backends_for, rand
+from .test_style_epilogue import epilogue, epilogue_reference, make_args
+
+TRITON_DEVICES = [d for d in DEVICES if "triton" in backends_for(d)]
+pytestmark = pytest.mark.skipif(not TRITON_DEVICES, reason="triton is not installed")
+
+
+@pytest.fixture(params=["default", "tiny-tiles"])
+def tiling(request, monkeypatch):
+    """Default tiles, or tiles so small that every loop, split and partial reduction runs."""
+    if request.param == "tiny-tiles":
+        common = importlib.import_module("stylegan_fast.ops.triton._common")
+        monkeypatch.setattr(common, "TILE_ELEMENTS", 32)
+        for name in ("bias_act", "style_epilogue"):
+            module = importlib.import_module(f"stylegan_fast.ops.triton.{name}")
+            monkeypatch.setattr(module, "TILE_ELEMENTS", 32, raising=False)
+            monkeypatch.setattr(module, "TARGET_PROGRAMS", 8, raising=False)
+    return request.param
+
+
+@pytest.mark.parametrize("device", TRITON_DEVICES)
+@pytest.mark.parametrize("shape", [(1, 3, 20, 17), (2, 19, 5, 9), (1, 2, 40, 37)], ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_style_epilogue_and_adain_in_every_tiling(device, shape, channels_last, tiling):
+    args = make_args(shape, torch.float32, device, channels_last, noise="shared")
+    assert_close_to_reference(epilogue, epilogue_reference, args, "triton")
+    x, _, s, b, _, _ = args
+    assert_close_to_reference(adain, adain_reference, [x, s, b], "triton")
+
+
+@pytest.mark.parametrize("device", TRITON_DEVICES)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_noise_inject_and_bias_act_in_every_tiling(device, channels_last, tiling):
+    shape = (2, 37, 6, 7)
+    x = rand(shape, torch.float32, device, channels_last)
+    strength, noise = rand((37,), torch.float32, device), rand((2, 1, 6, 7), torch.float32, device)
+    assert_close_to_reference(noise_inject, noise_inject_reference, [x, strength, noise], "triton")
+    b = rand((37,), torch.float32, device)
+    assert_close_to_reference(lambda x, b: bias_act(x, b, clamp=0.8),
+                              lambda x, b: bias_act_reference(x, b, clamp=0.8), [x, b], "triton")
+
+
+@pytest.mark.parametrize("device", TRITON_DEVICES)
+def test_reductions_are_deterministic(device, monkeypatch):
+    module = importlib.import_module("stylegan_fast.ops.triton.style_epilogue")
+    monkeypatch.setattr(module, "TARGET_PROGRAMS", 64)      # several splits per plane
+    args = make_args((2, 5, 33, 31), torch.float32, device)
+    dy = torch.randn_like(args[0])
+
+    def grads():
+        with ops.use_backend("triton"):
+            return torch.autograd.grad(epilogue(*args), [a for a in args if a is not None], dy)
+
+    for first, second in zip(grads(), grads()):
+        assert torch.equal(first, second)
