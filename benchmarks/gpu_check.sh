@@ -9,7 +9,8 @@
 # under TOTAL_SECONDS (default 470, under 8 minutes). Exits non-zero if the tests failed.
 #
 # Environment: GPU_CHECK_PRESET (bench preset, default gpu; smoke for a CPU try-out),
-#              TOTAL_SECONDS (overall limit).
+#              TOTAL_SECONDS (overall limit), GPU_CHECK_MEMCHECK=1 (also run the cuda op tests
+#              under compute-sanitizer memcheck; give it TOTAL_SECONDS to spare).
 set -u
 
 OUTDIR="${1:-${OUT:-}}"
@@ -46,12 +47,18 @@ run_step() {
     return "$rc"
 }
 
-run_step doctor 60 doctor.txt python3 -m stylegan_fast.cli doctor
 run_step nvidia-smi 20 nvidia-smi.txt nvidia-smi
+# Build the CUDA extension for this GPU first, so that the tests and benchmarks include `cuda`.
+run_step build-ext 180 build-ext.log python3 -m stylegan_fast.cli build-ext
+run_step doctor 60 doctor.txt python3 -m stylegan_fast.cli doctor
 # Triton compiles each kernel specialization on first use: the test step gets the larger share.
-run_step tests 240 tests.log python3 -m pytest tests -q --maxfail=20 -p no:cacheprovider \
+run_step tests 200 tests.log python3 -m pytest tests -q --maxfail=20 -p no:cacheprovider \
     --junitxml="$OUTDIR/tests.xml"
 TESTS_RC=$?
+if [ "${GPU_CHECK_MEMCHECK:-0}" = "1" ]; then
+    run_step memcheck 240 memcheck.log compute-sanitizer --tool memcheck --error-exitcode 3 \
+        python3 -m pytest tests/ops -q -k "cuda and not build" -p no:cacheprovider
+fi
 # The bench stops starting new cases after its budget; what it finished is in ops.jsonl.
 BUDGET=$((TOTAL_SECONDS - SECONDS - 70))
 if [ "$BUDGET" -gt 200 ]; then BUDGET=200; fi

@@ -25,6 +25,10 @@ def _doctor(args: argparse.Namespace) -> int:
     print(f"  ext. cache    {cache}{'' if cache.is_dir() else ' (not created yet)'}")
     for lock in environment.stale_locks(cache):
         print(f"  STALE LOCK    {lock} (a build was killed; delete it)")
+    if facts["cuda"]:
+        from .ops.cuda import build as cuda_build
+
+        print(f"  cuda ext.     {cuda_build.status()}")
     print(f"  selection     {ENV_VAR}={os.environ.get(ENV_VAR, '(unset)')} -> "
           f"{requested_backend()}")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -42,6 +46,30 @@ def _bench(args: argparse.Namespace) -> int:
     return benchmark.main(args)
 
 
+def _build_ext(args: argparse.Namespace) -> int:
+    from .ops.cuda import build
+
+    try:
+        arch = build.normalize_arch(args.arch or build.default_arch())
+        print(f"stylegan_fast: compiling the CUDA extension for {arch} (one extension, all ops; "
+              f"a few minutes)...", flush=True)
+        result = build.build(arch, force=args.force, verbose=args.verbose)
+    except (build.BuildError, ValueError) as exc:
+        print(f"stylegan-fast build-ext: error: {exc}", file=sys.stderr)
+        return 1
+    how = "found in the cache" if result.cached else f"built in {result.seconds:.0f} s"
+    print(f"{result.path}\n  {how}; log: {result.log or '-'}")
+    if result.kernels:
+        width = max(len(k.name) for k in result.kernels)
+        print(f"  {'kernel':<{width}}  arch    regs   smem  stack  spill st/ld")
+        for k in result.kernels:
+            print(f"  {k.name:<{width}}  {k.arch:<6} {k.registers:>5} {k.smem:>6} {k.stack:>6}"
+                  f"  {k.spill_stores:>5}/{k.spill_loads}")
+        spilling = [k for k in result.kernels if k.spill_stores or k.spill_loads]
+        print(f"  {len(result.kernels)} kernels, {len(spilling)} with register spills")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylegan-fast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(bench)
     bench.set_defaults(func=_bench)
+    build_ext = commands.add_parser(
+        "build-ext", help="compile the CUDA extension now (no GPU needed) and report its kernels")
+    build_ext.add_argument("--arch", default=None,
+                           help="CUDA arch(s), e.g. 9.0 or '8.0;9.0+PTX' (default: this GPU's, "
+                                "else $TORCH_CUDA_ARCH_LIST, else 9.0)")
+    build_ext.add_argument("--force", action="store_true", help="rebuild even if cached")
+    build_ext.add_argument("--verbose", action="store_true", help="more output in the build log")
+    build_ext.set_defaults(func=_build_ext)
     return parser
 
 

@@ -52,29 +52,37 @@ class _Backend:
     auto_devices: tuple  # device types on which ``auto`` considers it ("*" = all)
     description: str
     module: Optional[str]  # imported on first use; registers the backend's implementations
+    prepare: Optional[Callable[[str], Optional[str]]]  # expensive set-up, on explicit request
 
 
 _BACKENDS: dict[str, _Backend] = {}
 _IMPLS: dict[tuple[str, str], object] = {}
 _PROBED: dict[tuple[str, str], Optional[str]] = {}
 _LOADED: dict[str, Optional[str]] = {}  # backend -> None once its module imported, else the error
+_PREPARED: dict[tuple[str, str], Optional[str]] = {}  # (backend, device type) -> prepare's answer
 _OVERRIDES: list[str] = []
 _WARNED: set = set()
 
 
 def register_backend(name: str, *, priority: int, probe: Callable[[str], Optional[str]],
                      auto_devices=("*",), description: str = "",
-                     module: Optional[str] = None) -> None:
-    """Declare a backend. ``probe(device_type)`` returns None when it can run there, else why not.
+                     module: Optional[str] = None,
+                     prepare: Optional[Callable[[str], Optional[str]]] = None) -> None:
+    """Declare a backend. ``probe(device_type)`` returns None when it can run there now, else why
+    not; it must be cheap (``auto`` calls it).
 
     ``module`` (e.g. ``"stylegan_fast.ops.triton"``) is imported the first time the backend is
     probed successfully, never at import of stylegan_fast; it calls :func:`register_impl`.
+    ``prepare(device_type)`` does expensive set-up (a JIT build) and returns None or why it
+    failed; it runs only when the backend is requested explicitly and the probe says it is not
+    ready, at most once per device type and process.
     """
     if name == AUTO or not name.isidentifier():
         raise ValueError(f"backend name {name!r} is not allowed")
-    _BACKENDS[name] = _Backend(name, priority, probe, tuple(auto_devices), description, module)
+    _BACKENDS[name] = _Backend(name, priority, probe, tuple(auto_devices), description, module,
+                               prepare)
     _LOADED.pop(name, None)
-    _forget_probes(name)
+    forget_probes(name)
 
 
 def unregister_backend(name: str) -> None:
@@ -83,7 +91,9 @@ def unregister_backend(name: str) -> None:
     _LOADED.pop(name, None)
     for key in [k for k in _IMPLS if k[1] == name]:
         del _IMPLS[key]
-    _forget_probes(name)
+    for key in [k for k in _PREPARED if k[0] == name]:
+        del _PREPARED[key]
+    forget_probes(name)
 
 
 def register_impl(op: str, backend: str, impl: object) -> None:
@@ -105,7 +115,8 @@ def backend_names() -> list[str]:
     return sorted(_BACKENDS, key=lambda n: -_BACKENDS[n].priority)
 
 
-def _forget_probes(name: str) -> None:
+def forget_probes(name: str) -> None:
+    """Probe ``name`` afresh next time (e.g. after its extension was built in this process)."""
     for key in [k for k in _PROBED if k[0] == name]:
         del _PROBED[key]
 
@@ -118,6 +129,18 @@ def _probe(name: str, device_type: str) -> Optional[str]:
         except Exception as exc:  # a probe must never take the op down with it
             _PROBED[key] = f"probe failed: {type(exc).__name__}: {exc}"
     return _PROBED[key]
+
+
+def _prepare(name: str, device_type: str) -> Optional[str]:
+    """Run the backend's ``prepare`` once per device type; re-probe after it succeeds."""
+    key = (name, device_type)
+    if key not in _PREPARED:
+        try:
+            _PREPARED[key] = _BACKENDS[name].prepare(device_type)
+        except Exception as exc:
+            _PREPARED[key] = f"preparing {name} failed: {type(exc).__name__}: {exc}"
+        forget_probes(name)
+    return _PREPARED[key] or _probe(name, device_type)
 
 
 def _load(name: str) -> Optional[str]:
@@ -193,6 +216,8 @@ def _choose(op: str, device_type: str, requested: str) -> str:
     requested = _check_name(requested, source)
     if requested != AUTO:
         reason = _probe(requested, device_type)
+        if reason is not None and _BACKENDS[requested].prepare is not None:
+            reason = _prepare(requested, device_type)
         if reason is not None:
             raise BackendUnavailableError(
                 f"backend {requested!r} was requested ({source}) but cannot run {op} on "
@@ -248,6 +273,13 @@ def _probe_cuda(device_type: str) -> Optional[str]:
     return build.probe(device_type)
 
 
-register_backend("cuda", priority=20, probe=_probe_cuda, auto_devices=("cuda",),
-                 module="stylegan_fast.ops.cuda",
+def _prepare_cuda(device_type: str) -> Optional[str]:
+    """JIT-build the cuda extension (explicit requests only; stylegan_fast/ops/cuda/build.py)."""
+    from .cuda import build
+
+    return build.prepare(device_type)
+
+
+register_backend("cuda", priority=20, probe=_probe_cuda, prepare=_prepare_cuda,
+                 auto_devices=("cuda",), module="stylegan_fast.ops.cuda",
                  description="hand-written CUDA kernels (csrc/), AOT-built or JIT-cached")

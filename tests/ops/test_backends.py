@@ -149,3 +149,30 @@ def test_backend_module_is_imported_on_first_use_only(tmp_path, monkeypatch):
     finally:
         backends.unregister_backend("plugin")
         backends.unregister_backend("broken")
+
+
+def test_prepare_runs_only_for_an_explicit_request_and_only_once():
+    state = {"built": False, "prepared": 0}
+
+    def probe(device_type):
+        return None if state["built"] else "not built yet"
+
+    def prepare(device_type):
+        state["prepared"] += 1
+        state["built"] = True
+        return None
+
+    backends.register_backend("lazy", priority=100, probe=probe, prepare=prepare)
+    backends.register_impl("bias_act", "lazy", BiasActReference)
+    try:
+        with pytest.warns(RuntimeWarning, match="lazy: not built yet"):
+            assert ops.resolve_backend("bias_act", torch.device("cpu")) == "ref"  # auto
+        assert state["prepared"] == 0
+        with ops.use_backend("lazy"):
+            assert ops.resolve_backend("bias_act", torch.device("cpu")) == "lazy"
+            assert ops.resolve_backend("bias_act", torch.device("cpu")) == "lazy"
+        assert state["prepared"] == 1
+        assert ops.resolve_backend("bias_act", torch.device("cpu")) == "lazy"  # auto, now ready
+    finally:
+        backends.unregister_backend("lazy")
+        backends._WARNED.clear()

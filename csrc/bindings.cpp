@@ -1,0 +1,408 @@
+// Python bindings of the stylegan_fast CUDA kernels: check the tensors, allocate the outputs, pick
+// the device and stream, call the launchers (launchers.h). The Python side
+// (stylegan_fast/ops/cuda/__init__.py) has already brought every tensor into the layout and dtype
+// stated here; these checks only guard against misuse.
+#include <torch/extension.h>
+
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <optional>
+#include <tuple>
+
+#include "launchers.h"
+
+namespace {
+
+using at::Tensor;
+using std::optional;
+
+sgf::DType storage_dtype(const Tensor& t) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return sgf::DType::Float;
+    case at::kDouble: return sgf::DType::Double;
+    case at::kHalf: return sgf::DType::Half;
+    case at::kBFloat16: return sgf::DType::BFloat16;
+    default: TORCH_CHECK(false, "stylegan_fast cuda: unsupported dtype ", t.scalar_type());
+  }
+}
+
+// Math dtype of the small tensors for a big tensor of dtype t: float32, or float64.
+at::ScalarType math_dtype(const Tensor& t) {
+  return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+cudaStream_t stream_of(const Tensor& t) {
+  return c10::cuda::getCurrentCUDAStream(t.get_device()).stream();
+}
+
+// A 4-D [N, C, H, W] tensor dense in NCHW (nhwc false) or channels_last (nhwc true) order.
+void check_big(const Tensor& t, const char* name, bool nhwc) {
+  TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
+  TORCH_CHECK(t.dim() == 4, name, " must be 4-D");
+  TORCH_CHECK(nhwc ? t.is_contiguous(at::MemoryFormat::ChannelsLast) : t.is_contiguous(), name,
+              " must be contiguous in ", nhwc ? "channels_last" : "NCHW", " order");
+}
+
+// A small tensor: on x's device, contiguous, in x's math dtype, with `numel` elements.
+void check_small(const Tensor& t, const char* name, const Tensor& x, int64_t numel) {
+  TORCH_CHECK(t.device() == x.device(), name, " must be on ", x.device());
+  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+  TORCH_CHECK(t.scalar_type() == math_dtype(x), name, " must be ", math_dtype(x));
+  TORCH_CHECK(t.numel() == numel, name, " must have ", numel, " elements");
+}
+
+const void* ptr_or_null(const optional<Tensor>& t) { return t ? t->data_ptr() : nullptr; }
+
+Tensor empty_math(const Tensor& x, at::IntArrayRef shape) {
+  return at::empty(shape, x.options().dtype(math_dtype(x)));
+}
+
+// A math-dtype tensor of `shape`: zero-filled when the kernels will not run (empty input), else
+// left uninitialized for the kernels, which write every element.
+Tensor zeros_if(bool empty_input, const Tensor& x, at::IntArrayRef shape) {
+  return empty_input ? at::zeros(shape, x.options().dtype(math_dtype(x))) : empty_math(x, shape);
+}
+
+// -------------------------------------------------------------------------------- bias_act
+std::tuple<Tensor, Tensor> bias_act_forward(const Tensor& x, const optional<Tensor>& bias,
+                                            int64_t channels, int64_t inner, double slope,
+                                            double gain, double clamp, bool need_mask,
+                                            bool positive_bit) {
+  TORCH_CHECK(x.is_cuda(), "x must be a CUDA tensor");
+  TORCH_CHECK(x.is_non_overlapping_and_dense(), "x must be dense");
+  if (bias) check_small(*bias, "bias", x, channels);
+  const c10::cuda::CUDAGuard guard(x.device());
+  Tensor y = at::empty_like(x);
+  Tensor mask = need_mask ? at::empty_like(x, x.options().dtype(at::kByte))
+                          : at::empty({0}, x.options().dtype(at::kByte));
+  if (x.numel() > 0) {
+    sgf::BiasActForwardArgs a{};
+    a.dtype = storage_dtype(x);
+    a.x = x.data_ptr();
+    a.bias = ptr_or_null(bias);
+    a.y = y.data_ptr();
+    a.mask = need_mask ? mask.data_ptr<uint8_t>() : nullptr;
+    a.numel = x.numel();
+    a.channels = channels;
+    a.inner = inner;
+    a.slope = slope;
+    a.gain = gain;
+    a.clamp = clamp;
+    a.positive_bit = positive_bit;
+    sgf::bias_act_forward(a, stream_of(x));
+  }
+  return {y, mask};
+}
+
+std::tuple<Tensor, Tensor> bias_act_backward(const Tensor& dy, const Tensor& mask,
+                                             int64_t channels, int64_t inner, double slope,
+                                             double gain, bool compute_db) {
+  TORCH_CHECK(dy.is_cuda(), "dy must be a CUDA tensor");
+  TORCH_CHECK(dy.is_non_overlapping_and_dense(), "dy must be dense");
+  const bool has_mask = mask.numel() > 0;
+  if (has_mask) {
+    TORCH_CHECK(mask.scalar_type() == at::kByte && mask.strides() == dy.strides() &&
+                    mask.sizes() == dy.sizes() && mask.device() == dy.device(),
+                "mask must be uint8 with dy's shape, strides and device");
+  }
+  const c10::cuda::CUDAGuard guard(dy.device());
+  Tensor dx = at::empty_like(dy);
+  Tensor db = compute_db ? zeros_if(dy.numel() == 0, dy, {channels}) : empty_math(dy, {0});
+  if (dy.numel() > 0) {
+    sgf::BiasActBackwardArgs a{};
+    a.dtype = storage_dtype(dy);
+    a.dy = dy.data_ptr();
+    a.mask = has_mask ? mask.data_ptr<uint8_t>() : nullptr;
+    a.dx = dx.data_ptr();
+    a.db = compute_db ? db.data_ptr() : nullptr;
+    a.numel = dy.numel();
+    a.channels = channels;
+    a.inner = inner;
+    a.slope = slope;
+    a.gain = gain;
+    sgf::bias_act_backward(a, stream_of(dy));
+  }
+  return {dx, db};
+}
+
+// -------------------------------------------------------------------------------- noise
+// The N(0, 1) map [N, 1, H, W] (math dtype of x) that `seed` generates for x's shape.
+Tensor generate_noise(int64_t seed, const Tensor& x) {
+  TORCH_CHECK(x.is_cuda() && x.dim() == 4, "x must be a 4-D CUDA tensor");
+  const c10::cuda::CUDAGuard guard(x.device());
+  Tensor noise = empty_math(x, {x.size(0), 1, x.size(2), x.size(3)});
+  sgf::NoiseArgs a{};
+  a.math = math_dtype(x) == at::kDouble ? sgf::DType::Double : sgf::DType::Float;
+  a.seed = static_cast<uint64_t>(seed);
+  a.count = noise.numel();
+  a.out = noise.data_ptr();
+  sgf::generate_noise(a, stream_of(x));
+  return noise;
+}
+
+void check_noise_map(const Tensor& noise, const Tensor& x) {
+  TORCH_CHECK(noise.dim() == 4 && noise.size(1) == 1 && noise.size(2) == x.size(2) &&
+                  noise.size(3) == x.size(3) && (noise.size(0) == x.size(0) || noise.size(0) == 1),
+              "noise must be [N or 1, 1, H, W]");
+  check_small(noise, "noise", x, noise.numel());
+}
+
+int64_t noise_stride(const Tensor& noise, const Tensor& x) {
+  return noise.size(0) == 1 && x.size(0) != 1 ? 0 : x.size(2) * x.size(3);
+}
+
+Tensor noise_inject_forward(const Tensor& x, const Tensor& strength, const Tensor& noise,
+                            bool nhwc) {
+  check_big(x, "x", nhwc);
+  check_small(strength, "strength", x, x.size(1));
+  check_noise_map(noise, x);
+  const c10::cuda::CUDAGuard guard(x.device());
+  Tensor y = at::empty_like(x);
+  sgf::NoiseInjectForwardArgs a{};
+  a.dtype = storage_dtype(x);
+  a.x = x.data_ptr();
+  a.strength = strength.data_ptr();
+  a.noise = noise.data_ptr();
+  a.noise_stride = noise_stride(noise, x);
+  a.y = y.data_ptr();
+  a.N = x.size(0);
+  a.C = x.size(1);
+  a.L = x.size(2) * x.size(3);
+  a.nhwc = nhwc;
+  sgf::noise_inject_forward(a, stream_of(x));
+  return y;
+}
+
+std::tuple<Tensor, Tensor> noise_inject_backward(const Tensor& dy, const Tensor& strength,
+                                                 const Tensor& noise, bool nhwc,
+                                                 bool compute_dnoise) {
+  check_big(dy, "dy", nhwc);
+  check_small(strength, "strength", dy, dy.size(1));
+  check_noise_map(noise, dy);
+  const c10::cuda::CUDAGuard guard(dy.device());
+  const bool none = dy.numel() == 0;
+  Tensor dstrength = zeros_if(none, dy, {dy.size(1)});
+  Tensor dnoise = compute_dnoise ? zeros_if(none, dy, noise.sizes()) : empty_math(dy, {0});
+  sgf::NoiseInjectBackwardArgs a{};
+  a.dtype = storage_dtype(dy);
+  a.dy = dy.data_ptr();
+  a.strength = strength.data_ptr();
+  a.noise = noise.data_ptr();
+  a.noise_stride = noise_stride(noise, dy);
+  a.dstrength = dstrength.data_ptr();
+  a.dnoise = compute_dnoise ? dnoise.data_ptr() : nullptr;
+  a.N = dy.size(0);
+  a.C = dy.size(1);
+  a.L = dy.size(2) * dy.size(3);
+  a.nhwc = nhwc;
+  sgf::noise_inject_backward(a, stream_of(dy));
+  return {dstrength, dnoise};
+}
+
+// -------------------------------------------------------------------------------- statistics
+// mean = 0 and rstd = 1 / sqrt(eps) for planes without elements (what the kernels skip).
+std::tuple<Tensor, Tensor> empty_plane_stats(const Tensor& x, double eps) {
+  Tensor mean = at::zeros({x.size(0), x.size(1)}, x.options().dtype(math_dtype(x)));
+  Tensor rstd = at::full({x.size(0), x.size(1)}, 1.0 / std::sqrt(eps),
+                         x.options().dtype(math_dtype(x)));
+  return {mean, rstd};
+}
+
+std::tuple<Tensor, Tensor, Tensor> style_epilogue_forward(
+    const Tensor& x, const optional<Tensor>& bias, const Tensor& style_scale,
+    const Tensor& style_bias, const optional<Tensor>& noise_strength,
+    const optional<Tensor>& noise, double alpha, double gain, double eps, double scale_offset,
+    bool nhwc) {
+  check_big(x, "x", nhwc);
+  const int64_t N = x.size(0), C = x.size(1);
+  if (bias) check_small(*bias, "bias", x, C);
+  check_small(style_scale, "style_scale", x, N * C);
+  check_small(style_bias, "style_bias", x, N * C);
+  if (noise_strength) {
+    check_small(*noise_strength, "noise_strength", x, C);
+    TORCH_CHECK(noise.has_value(), "noise is required with noise_strength");
+    check_noise_map(*noise, x);
+  }
+  const c10::cuda::CUDAGuard guard(x.device());
+  Tensor y = at::empty_like(x);
+  if (x.numel() == 0) {
+    auto [mean, rstd] = empty_plane_stats(x, eps);
+    return {y, mean, rstd};
+  }
+  Tensor mean = empty_math(x, {N, C});
+  Tensor rstd = empty_math(x, {N, C});
+  sgf::EpilogueForwardArgs a{};
+  a.dtype = storage_dtype(x);
+  a.x = x.data_ptr();
+  a.bias = ptr_or_null(bias);
+  a.noise_strength = ptr_or_null(noise_strength);
+  a.noise = noise_strength ? noise->data_ptr() : nullptr;
+  a.noise_stride = noise_strength ? noise_stride(*noise, x) : 0;
+  a.style_scale = style_scale.data_ptr();
+  a.style_bias = style_bias.data_ptr();
+  a.y = y.data_ptr();
+  a.mean = mean.data_ptr();
+  a.rstd = rstd.data_ptr();
+  a.N = N;
+  a.C = C;
+  a.L = x.size(2) * x.size(3);
+  a.nhwc = nhwc;
+  a.alpha = alpha;
+  a.gain = gain;
+  a.eps = eps;
+  a.scale_offset = scale_offset;
+  sgf::style_epilogue_forward(a, stream_of(x));
+  return {y, mean, rstd};
+}
+
+// (dx, dbias, dstyle_scale, dstyle_bias, dnoise_strength, dnoise); dbias / dnoise_strength are
+// empty when bias / noise_strength is None, dnoise unless compute_dnoise.
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> style_epilogue_backward(
+    const Tensor& dy, const Tensor& x, const optional<Tensor>& bias, const Tensor& style_scale,
+    const optional<Tensor>& noise_strength, const optional<Tensor>& noise, const Tensor& mean,
+    const Tensor& rstd, double alpha, double gain, double scale_offset, bool nhwc,
+    bool compute_dnoise) {
+  check_big(dy, "dy", nhwc);
+  check_big(x, "x", nhwc);
+  TORCH_CHECK(dy.sizes() == x.sizes() && dy.scalar_type() == x.scalar_type() &&
+                  dy.device() == x.device(), "dy must match x");
+  const int64_t N = x.size(0), C = x.size(1);
+  if (bias) check_small(*bias, "bias", x, C);
+  check_small(style_scale, "style_scale", x, N * C);
+  check_small(mean, "mean", x, N * C);
+  check_small(rstd, "rstd", x, N * C);
+  if (noise_strength) {
+    check_small(*noise_strength, "noise_strength", x, C);
+    TORCH_CHECK(noise.has_value(), "noise is required with noise_strength");
+    check_noise_map(*noise, x);
+  }
+  TORCH_CHECK(!compute_dnoise || noise_strength, "compute_dnoise needs noise_strength");
+  const c10::cuda::CUDAGuard guard(x.device());
+  const bool none = x.numel() == 0;
+  auto per_channel = [&](bool present) {
+    return present ? zeros_if(none, x, {C}) : empty_math(x, {0});
+  };
+  Tensor dx = at::empty_like(x);
+  Tensor dbias = per_channel(bias.has_value());
+  Tensor dscale = zeros_if(none, x, {N, C});
+  Tensor dsbias = zeros_if(none, x, {N, C});
+  Tensor dstrength = per_channel(noise_strength.has_value());
+  Tensor dnoise = compute_dnoise ? zeros_if(none, x, noise->sizes()) : empty_math(x, {0});
+  if (x.numel() == 0) return {dx, dbias, dscale, dsbias, dstrength, dnoise};
+  sgf::EpilogueBackwardArgs a{};
+  a.dtype = storage_dtype(x);
+  a.dy = dy.data_ptr();
+  a.x = x.data_ptr();
+  a.bias = ptr_or_null(bias);
+  a.noise_strength = ptr_or_null(noise_strength);
+  a.noise = noise_strength ? noise->data_ptr() : nullptr;
+  a.noise_stride = noise_strength ? noise_stride(*noise, x) : 0;
+  a.style_scale = style_scale.data_ptr();
+  a.mean = mean.data_ptr();
+  a.rstd = rstd.data_ptr();
+  a.dx = dx.data_ptr();
+  a.dbias = bias ? dbias.data_ptr() : nullptr;
+  a.dstyle_scale = dscale.data_ptr();
+  a.dstyle_bias = dsbias.data_ptr();
+  a.dnoise_strength = noise_strength ? dstrength.data_ptr() : nullptr;
+  a.dnoise = compute_dnoise ? dnoise.data_ptr() : nullptr;
+  a.N = N;
+  a.C = C;
+  a.L = x.size(2) * x.size(3);
+  a.nhwc = nhwc;
+  a.alpha = alpha;
+  a.gain = gain;
+  a.scale_offset = scale_offset;
+  sgf::style_epilogue_backward(a, stream_of(x));
+  return {dx, dbias, dscale, dsbias, dstrength, dnoise};
+}
+
+std::tuple<Tensor, Tensor, Tensor> adain_forward(const Tensor& x, const Tensor& style_scale,
+                                                 const Tensor& style_bias, double eps,
+                                                 double scale_offset, bool nhwc) {
+  check_big(x, "x", nhwc);
+  const int64_t N = x.size(0), C = x.size(1);
+  check_small(style_scale, "style_scale", x, N * C);
+  check_small(style_bias, "style_bias", x, N * C);
+  const c10::cuda::CUDAGuard guard(x.device());
+  Tensor y = at::empty_like(x);
+  if (x.numel() == 0) {
+    auto [mean, rstd] = empty_plane_stats(x, eps);
+    return {y, mean, rstd};
+  }
+  Tensor mean = empty_math(x, {N, C});
+  Tensor rstd = empty_math(x, {N, C});
+  sgf::AdainForwardArgs a{};
+  a.dtype = storage_dtype(x);
+  a.x = x.data_ptr();
+  a.style_scale = style_scale.data_ptr();
+  a.style_bias = style_bias.data_ptr();
+  a.y = y.data_ptr();
+  a.mean = mean.data_ptr();
+  a.rstd = rstd.data_ptr();
+  a.N = N;
+  a.C = C;
+  a.L = x.size(2) * x.size(3);
+  a.nhwc = nhwc;
+  a.eps = eps;
+  a.scale_offset = scale_offset;
+  sgf::adain_forward(a, stream_of(x));
+  return {y, mean, rstd};
+}
+
+std::tuple<Tensor, Tensor, Tensor> adain_backward(const Tensor& dy, const Tensor& x,
+                                                  const Tensor& mean, const Tensor& rstd,
+                                                  const Tensor& style_scale, double scale_offset,
+                                                  bool nhwc) {
+  check_big(dy, "dy", nhwc);
+  check_big(x, "x", nhwc);
+  TORCH_CHECK(dy.sizes() == x.sizes() && dy.scalar_type() == x.scalar_type() &&
+                  dy.device() == x.device(), "dy must match x");
+  const int64_t N = x.size(0), C = x.size(1);
+  check_small(style_scale, "style_scale", x, N * C);
+  check_small(mean, "mean", x, N * C);
+  check_small(rstd, "rstd", x, N * C);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const bool none = x.numel() == 0;
+  Tensor dx = at::empty_like(x);
+  Tensor dscale = zeros_if(none, x, {N, C});
+  Tensor dsbias = zeros_if(none, x, {N, C});
+  if (none) return {dx, dscale, dsbias};
+  sgf::AdainBackwardArgs a{};
+  a.dtype = storage_dtype(x);
+  a.dy = dy.data_ptr();
+  a.x = x.data_ptr();
+  a.style_scale = style_scale.data_ptr();
+  a.mean = mean.data_ptr();
+  a.rstd = rstd.data_ptr();
+  a.dx = dx.data_ptr();
+  a.dstyle_scale = dscale.data_ptr();
+  a.dstyle_bias = dsbias.data_ptr();
+  a.N = N;
+  a.C = C;
+  a.L = x.size(2) * x.size(3);
+  a.nhwc = nhwc;
+  a.scale_offset = scale_offset;
+  sgf::adain_backward(a, stream_of(x));
+  return {dx, dscale, dsbias};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "stylegan_fast CUDA kernels (see stylegan_fast/ops/cuda for the Python interface)";
+  m.def("bias_act_forward", &bias_act_forward, "bias_act forward -> (y, mask)");
+  m.def("bias_act_backward", &bias_act_backward, "bias_act backward -> (dx, db)");
+  m.def("generate_noise", &generate_noise, "N(0, 1) noise map [N, 1, H, W] of a seed");
+  m.def("noise_inject_forward", &noise_inject_forward, "noise_inject forward -> y");
+  m.def("noise_inject_backward", &noise_inject_backward,
+        "noise_inject backward -> (dstrength, dnoise)");
+  m.def("style_epilogue_forward", &style_epilogue_forward,
+        "style_epilogue forward -> (y, mean, rstd)");
+  m.def("style_epilogue_backward", &style_epilogue_backward,
+        "style_epilogue backward -> (dx, dbias, dstyle_scale, dstyle_bias, dnoise_strength, "
+        "dnoise)");
+  m.def("adain_forward", &adain_forward, "adain forward -> (y, mean, rstd)");
+  m.def("adain_backward", &adain_backward, "adain backward -> (dx, dstyle_scale, dstyle_bias)");
+}

@@ -1,0 +1,162 @@
+// Host-side interface between the bindings (bindings.cpp, which sees at::Tensor) and the kernels
+// (*.cu, which see raw pointers only, so that nvcc never parses the ATen headers).
+//
+// Every launcher runs on `stream` of the current device, launches nothing for empty tensors, checks
+// each launch, and expects the caller to have validated shapes, dtypes and layouts:
+//   * big tensors (x, y, dy, dx, mask) are dense, in the layout the struct names, storage dtype;
+//   * small tensors (bias, strengths, styles, noise, mean, rstd and every reduction output) are
+//     contiguous, in the math dtype: float32, or float64 when the storage dtype is float64.
+#pragma once
+
+#include <cstdint>
+#include <cuda_runtime_api.h>
+
+namespace sgf {
+
+enum class DType : int { Float = 0, Double = 1, Half = 2, BFloat16 = 3 };
+
+// bias_act forward. x is dense and seen as [outer][channels][inner] (inner = x.stride(dim)).
+struct BiasActForwardArgs {
+  DType dtype;
+  const void* x;        // [numel] storage dtype
+  const void* bias;     // [channels] math dtype, or nullptr
+  void* y;              // [numel] storage dtype, x's strides
+  uint8_t* mask;        // [numel] x's strides (bit 0: z > 0, bit 1: clamped), or nullptr
+  int64_t numel, channels, inner;
+  double slope;         // activation slope for z <= 0 (linear 1, relu 0, lrelu alpha)
+  double gain;          // multiplier after the activation
+  double clamp;         // clamp bound, or < 0 for none
+  bool positive_bit;    // store bit 0 (false for linear, whose mask holds only the clamp bit)
+};
+void bias_act_forward(const BiasActForwardArgs& args, cudaStream_t stream);
+
+// bias_act backward: dx = dy * gain * (bit0 ? 1 : slope) * !bit1; db[c] = sum of dx over c's slice.
+struct BiasActBackwardArgs {
+  DType dtype;
+  const void* dy;       // [numel] storage dtype, the mask's strides
+  const uint8_t* mask;  // [numel], or nullptr (linear without clamp: factor = gain)
+  void* dx;             // [numel] storage dtype, dy's strides
+  void* db;             // [channels] math dtype, or nullptr to skip the reduction
+  int64_t numel, channels, inner;
+  double slope, gain;
+};
+void bias_act_backward(const BiasActBackwardArgs& args, cudaStream_t stream);
+
+// N(0, 1) noise map [count] as a pure function of (seed, index) (Philox4x32-10 + Box-Muller).
+struct NoiseArgs {
+  DType math;           // Float or Double: dtype of out
+  uint64_t seed;
+  int64_t count;        // N * H * W
+  void* out;            // [count] math dtype
+};
+void generate_noise(const NoiseArgs& args, cudaStream_t stream);
+
+// noise_inject forward: y = x + noise[n or 0, hw] * strength[c].
+struct NoiseInjectForwardArgs {
+  DType dtype;
+  const void* x;            // [N, C, H, W] storage dtype, NCHW or NHWC (nhwc)
+  const void* strength;     // [C] math dtype
+  const void* noise;        // [N or 1, H*W] math dtype
+  int64_t noise_stride;     // H*W, or 0 for a noise map shared by the batch
+  void* y;                  // like x
+  int64_t N, C, L;          // L = H * W
+  bool nhwc;
+};
+void noise_inject_forward(const NoiseInjectForwardArgs& args, cudaStream_t stream);
+
+// noise_inject backward: dstrength[c] = sum dy * noise; dnoise[m, hw] = sum_c dy * strength[c]
+// (m = n, or summed over n when the noise map is shared).
+struct NoiseInjectBackwardArgs {
+  DType dtype;
+  const void* dy;           // like x of the forward
+  const void* strength;     // [C] math dtype
+  const void* noise;        // [N or 1, H*W] math dtype
+  int64_t noise_stride;     // H*W or 0
+  void* dstrength;          // [C] math dtype
+  void* dnoise;             // [N or 1, H*W] math dtype, or nullptr
+  int64_t N, C, L;
+  bool nhwc;
+};
+void noise_inject_backward(const NoiseInjectBackwardArgs& args, cudaStream_t stream);
+
+// style_epilogue forward (adain is the case bias = noise = nullptr, alpha = gain = 1):
+//   t = x + noise * noise_strength[c] + bias[c];  a = lrelu(t, alpha) * gain
+//   mean, rstd = statistics of a per (n, c);     y = (a - mean) * rstd * (scale + offset) + sbias
+struct EpilogueForwardArgs {
+  DType dtype;
+  const void* x;                // [N, C, H, W] storage dtype, NCHW or NHWC
+  const void* bias;             // [C] math dtype, or nullptr
+  const void* noise_strength;   // [C] math dtype, or nullptr (no noise term)
+  const void* noise;            // [N or 1, H*W] math dtype (when noise_strength is given)
+  int64_t noise_stride;         // H*W or 0
+  const void* style_scale;      // [N, C] math dtype
+  const void* style_bias;       // [N, C] math dtype
+  void* y;                      // like x
+  void* mean;                   // [N, C] math dtype (output)
+  void* rstd;                   // [N, C] math dtype (output)
+  int64_t N, C, L;
+  bool nhwc;
+  double alpha, gain, eps, scale_offset;
+};
+void style_epilogue_forward(const EpilogueForwardArgs& args, cudaStream_t stream);
+
+// style_epilogue backward:
+//   pass A, per (n, c): dstyle_bias = sum dy, dstyle_scale = sum dy * ahat
+//   pass B, per element: da = rstd * s * (dy - dstyle_bias / L - ahat * dstyle_scale / L),
+//     dt = da * gain * (t > 0 ? 1 : alpha) = dx;  per c: dbias = sum dt, dnoise_strength =
+//     sum dt * noise;  dnoise = sum_c dt * noise_strength[c]
+struct EpilogueBackwardArgs {
+  DType dtype;
+  const void* dy;               // like x
+  const void* x;                // [N, C, H, W] storage dtype, NCHW or NHWC
+  const void* bias;             // [C] math dtype, or nullptr
+  const void* noise_strength;   // [C] math dtype, or nullptr
+  const void* noise;            // [N or 1, H*W] math dtype (when noise_strength is given)
+  int64_t noise_stride;         // H*W or 0
+  const void* style_scale;      // [N, C] math dtype
+  const void* mean;             // [N, C] math dtype (saved by the forward)
+  const void* rstd;             // [N, C] math dtype
+  void* dx;                     // like x
+  void* dbias;                  // [C] math dtype, or nullptr
+  void* dstyle_scale;           // [N, C] math dtype
+  void* dstyle_bias;            // [N, C] math dtype
+  void* dnoise_strength;        // [C] math dtype, or nullptr
+  void* dnoise;                 // [N or 1, H*W] math dtype, or nullptr
+  int64_t N, C, L;
+  bool nhwc;
+  double alpha, gain, scale_offset;
+};
+void style_epilogue_backward(const EpilogueBackwardArgs& args, cudaStream_t stream);
+
+// adain: instance norm + modulation (the epilogue kernels without noise, bias and activation).
+struct AdainForwardArgs {
+  DType dtype;
+  const void* x;                // [N, C, H, W] storage dtype, NCHW or NHWC
+  const void* style_scale;      // [N, C] math dtype
+  const void* style_bias;       // [N, C] math dtype
+  void* y;                      // like x
+  void* mean;                   // [N, C] math dtype (output)
+  void* rstd;                   // [N, C] math dtype (output)
+  int64_t N, C, L;
+  bool nhwc;
+  double eps, scale_offset;
+};
+void adain_forward(const AdainForwardArgs& args, cudaStream_t stream);
+
+struct AdainBackwardArgs {
+  DType dtype;
+  const void* dy;               // like x
+  const void* x;                // [N, C, H, W] storage dtype
+  const void* style_scale;      // [N, C] math dtype
+  const void* mean;             // [N, C] math dtype
+  const void* rstd;             // [N, C] math dtype
+  void* dx;                     // like x
+  void* dstyle_scale;           // [N, C] math dtype
+  void* dstyle_bias;            // [N, C] math dtype
+  int64_t N, C, L;
+  bool nhwc;
+  double scale_offset;
+};
+void adain_backward(const AdainBackwardArgs& args, cudaStream_t stream);
+
+}  // namespace sgf

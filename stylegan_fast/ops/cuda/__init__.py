@@ -1,0 +1,152 @@
+"""The ``cuda`` backend: the hand-written CUDA kernels of ``csrc/`` behind each op's backend
+interface (see the op modules' docstrings; each class here mirrors that op's ``Reference``).
+
+The registry imports this package only after :func:`.build.probe` found the extension loadable
+(built ahead of time, cached, or JIT-compiled because ``cuda`` was requested explicitly); importing
+it compiles nothing. The wrappers below only bring tensors into a layout the kernels take:
+
+* 4-D ops run natively on NCHW-contiguous and channels_last tensors; any other strides are made
+  contiguous first and the result copied back into ``torch.empty_like(x)``'s layout (``like``);
+* ``bias_act`` runs natively on any dense tensor (its channel is ``(offset // x.stride(dim)) % C``);
+* small tensors (bias, strengths, styles, noise) go in the math dtype (float32, float64 for
+  float64 x), contiguous; the generated noise map comes from the extension's Philox generator, a
+  pure function of (seed, n, h, w), so forward and backward of both ops draw the same values.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .. import backends
+from .._common import compute_dtype, like
+from ..bias_act import needs_mask, negative_slope
+from . import build
+
+__all__ = ["BiasActCuda", "NoiseInjectCuda", "AdainCuda", "StyleEpilogueCuda", "build"]
+
+
+def _ext():
+    """The loaded extension (the probe loaded it before selecting this backend)."""
+    return build.load()
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """Non-overlapping and dense (then ``empty_like`` keeps its strides)."""
+    if t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last):
+        return True
+    return t.stride() == torch.empty_like(t, device="meta").stride()
+
+
+def _layout4(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """(x in a layout the kernels take, whether that is channels_last)."""
+    if x.is_contiguous():
+        return x, False
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return x, True
+    return x.contiguous(), False
+
+
+def _as_layout(t: torch.Tensor, nhwc: bool) -> torch.Tensor:
+    return t.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+
+
+def _small(t: Optional[torch.Tensor], x: torch.Tensor) -> Optional[torch.Tensor]:
+    return None if t is None else t.to(compute_dtype(x)).contiguous()
+
+
+def _noise_map(x: torch.Tensor, noise: Optional[torch.Tensor], seed: Optional[torch.Tensor]):
+    """The given noise in the math dtype, or the map [N, 1, H, W] that ``seed`` generates."""
+    if noise is not None:
+        return _small(noise, x)
+    return _ext().generate_noise(int(seed.reshape(-1)[0]), x)
+
+
+class BiasActCuda:
+    @staticmethod
+    def forward(x, b, dim, act, alpha, gain, clamp):
+        xd = x if _dense(x) else x.contiguous()
+        channels = x.shape[dim] if b is not None else 1
+        inner = xd.stride(dim) if channels > 1 else 1
+        mask_needed = needs_mask(act, clamp)
+        y, mask = _ext().bias_act_forward(
+            xd, _small(b, x), channels, inner, negative_slope(act, alpha), gain,
+            -1.0 if clamp is None else clamp, mask_needed, act != "linear")
+        if xd is not x:
+            y = like(x, y)
+            if mask_needed:
+                mask = like(x, mask, torch.uint8)
+        return y, mask
+
+    @staticmethod
+    def backward(dy, mask, dim, act, alpha, gain, clamp, compute_db):
+        if mask.numel() > 0:  # work in the mask's (x's) layout
+            dyd = dy if dy.stride() == mask.stride() else \
+                torch.empty_like(mask, dtype=dy.dtype).copy_(dy)
+        else:
+            dyd = dy if _dense(dy) else dy.contiguous()
+        channels = dyd.shape[dim] if compute_db else 1
+        inner = dyd.stride(dim) if channels > 1 else 1
+        dx, db = _ext().bias_act_backward(dyd, mask, channels, inner,
+                                          negative_slope(act, alpha), gain, compute_db)
+        return like(dy, dx), db
+
+
+class NoiseInjectCuda:
+    @staticmethod
+    def forward(x, strength, noise, seed):
+        xd, nhwc = _layout4(x)
+        y = _ext().noise_inject_forward(xd, _small(strength, x), _noise_map(x, noise, seed), nhwc)
+        return like(x, y)
+
+    @staticmethod
+    def backward(dy, strength, noise, seed, compute_dnoise):
+        dyd, nhwc = _layout4(dy)
+        return _ext().noise_inject_backward(dyd, _small(strength, dy),
+                                            _noise_map(dy, noise, seed), nhwc, compute_dnoise)
+
+
+class AdainCuda:
+    @staticmethod
+    def forward(x, style_scale, style_bias, eps, scale_offset):
+        xd, nhwc = _layout4(x)
+        y, mean, rstd = _ext().adain_forward(xd, _small(style_scale, x), _small(style_bias, x),
+                                             eps, scale_offset, nhwc)
+        return like(x, y), mean, rstd
+
+    @staticmethod
+    def backward(dy, x, mean, rstd, style_scale, scale_offset):
+        xd, nhwc = _layout4(x)
+        dx, dscale, dbias = _ext().adain_backward(
+            _as_layout(dy, nhwc), xd, _small(mean, x), _small(rstd, x), _small(style_scale, x),
+            scale_offset, nhwc)
+        return like(x, dx), dscale, dbias
+
+
+class StyleEpilogueCuda:
+    @staticmethod
+    def forward(x, bias, style_scale, style_bias, noise_strength, noise, seed, alpha, gain, eps,
+                scale_offset):
+        xd, nhwc = _layout4(x)
+        noise_map = _noise_map(x, noise, seed) if noise_strength is not None else None
+        y, mean, rstd = _ext().style_epilogue_forward(
+            xd, _small(bias, x), _small(style_scale, x), _small(style_bias, x),
+            _small(noise_strength, x), noise_map, alpha, gain, eps, scale_offset, nhwc)
+        return like(x, y), mean, rstd
+
+    @staticmethod
+    def backward(dy, x, bias, style_scale, noise_strength, noise, seed, mean, rstd, alpha, gain,
+                 scale_offset, compute_dnoise):
+        xd, nhwc = _layout4(x)
+        noise_map = _noise_map(x, noise, seed) if noise_strength is not None else None
+        dx, dbias, dscale, dsbias, dstrength, dnoise = _ext().style_epilogue_backward(
+            _as_layout(dy, nhwc), xd, _small(bias, x), _small(style_scale, x),
+            _small(noise_strength, x), noise_map, _small(mean, x), _small(rstd, x), alpha, gain,
+            scale_offset, nhwc, compute_dnoise)
+        return like(x, dx), dbias, dscale, dsbias, dstrength, dnoise
+
+
+backends.register_impl("bias_act", "cuda", BiasActCuda)
+backends.register_impl("noise_inject", "cuda", NoiseInjectCuda)
+backends.register_impl("adain", "cuda", AdainCuda)
+backends.register_impl("style_epilogue", "cuda", StyleEpilogueCuda)
