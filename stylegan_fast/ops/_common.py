@@ -56,8 +56,13 @@ def like(x: torch.Tensor, t: torch.Tensor, dtype: Optional[torch.dtype] = None) 
     """``t`` cast to ``dtype`` (default x's) with exactly the strides of ``torch.empty_like(x)``:
     the layout every backend returns and every fake kernel promises."""
     dtype = x.dtype if dtype is None else dtype
-    if t.dtype == dtype and t.stride() == torch.empty_like(x, device="meta").stride():
-        return t
+    if t.dtype == dtype:
+        if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
+            expected = x.stride()  # empty_like keeps a dense tensor's strides
+        else:
+            expected = torch.empty_like(x, device="meta").stride()
+        if t.stride() == expected:
+            return t
     out = torch.empty_like(x, dtype=dtype)
     out.copy_(t)
     return out

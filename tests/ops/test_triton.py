@@ -21,6 +21,7 @@ def tiling(request, monkeypatch):
     if request.param == "tiny-tiles":
         common = importlib.import_module("stylegan_fast.ops.triton._common")
         monkeypatch.setattr(common, "TILE_ELEMENTS", 32)
+        monkeypatch.setattr(common, "WHOLE_PLANE_ELEMENTS", 32)
         for name in ("bias_act", "style_epilogue"):
             module = importlib.import_module(f"stylegan_fast.ops.triton.{name}")
             monkeypatch.setattr(module, "TILE_ELEMENTS", 32, raising=False)

@@ -13,6 +13,9 @@ INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 # Elements per program tile, and how many programs a launch aims for (a GPU wants several waves
 # of its SMs; the interpreter on CPU pays ~5-10 ms per program, so it wants as few as possible).
 TILE_ELEMENTS = 4096
+# A plane of up to this many pixels is held by one program (NCHW): its statistics and output come
+# from one read of x (the 128x128 layers' 16K-pixel planes still fit in registers with 16 warps).
+WHOLE_PLANE_ELEMENTS = 16384
 TARGET_PROGRAMS = 8 if INTERPRETED else 1024
 
 ACCUMULATOR = {torch.float64: tl.float64}  # everything else accumulates in float32
@@ -27,7 +30,7 @@ def pow2(n: int) -> int:
 
 
 def num_warps(tile: int) -> int:
-    return 8 if tile >= 4096 else 4
+    return 16 if tile >= 16384 else 8 if tile >= 4096 else 4
 
 
 def dense(t: torch.Tensor) -> torch.Tensor:
@@ -53,7 +56,7 @@ def plane_tiles(c: int, hw: int, channels_last: bool):
     if channels_last:
         block_c = min(pow2(c), 128)
         return block_c, min(pow2(hw), max(1, TILE_ELEMENTS // block_c))
-    block_hw = min(pow2(hw), 1024, TILE_ELEMENTS)
+    block_hw = pow2(hw) if pow2(hw) <= WHOLE_PLANE_ELEMENTS else min(1024, TILE_ELEMENTS)
     return min(pow2(c), max(1, TILE_ELEMENTS // block_hw)), block_hw
 
 
