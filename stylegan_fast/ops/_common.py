@@ -22,15 +22,18 @@ def check_input(name: str, x, *, rank: Optional[int] = None, layout: str = "") -
 
 
 def check_param(name: str, t, x: torch.Tensor, shapes: Sequence[tuple], desc: str) -> None:
-    """A per-channel/per-sample tensor: same device as ``x``, dtype of ``x`` (or float32 when ``x``
-    is half precision, as AMP master weights are), and one of ``shapes`` (described by ``desc``)."""
+    """A per-channel/per-sample tensor: same device as ``x``, one of ``shapes`` (described by
+    ``desc``), and float16, bfloat16 or float32 beside an x of those (the math is float32 anyway:
+    AMP keeps float32 master weights beside half activations, and autocast makes half styles
+    beside a float32 x); float64 only beside a float64 x. Its gradient comes back in its dtype."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.device != x.device:
         raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
-    if t.dtype != x.dtype and not (t.dtype == torch.float32 and x.dtype in HALF_DTYPES):
-        raise TypeError(f"{name} has dtype {t.dtype} but x has {x.dtype}; pass {x.dtype}"
-                        + (" or float32" if x.dtype in HALF_DTYPES else ""))
+    mixable = (torch.float32,) + HALF_DTYPES
+    if t.dtype != x.dtype and not (t.dtype in mixable and x.dtype in mixable):
+        allowed = "float64" if x.dtype == torch.float64 else "float16, bfloat16 or float32"
+        raise TypeError(f"{name} has dtype {t.dtype} but x has {x.dtype}; pass {allowed}")
     if tuple(t.shape) not in [tuple(s) for s in shapes]:
         raise ValueError(f"{name} must have shape {desc}, got {tuple(t.shape)}")
 

@@ -124,7 +124,7 @@ BAD_CALLS = [
     (lambda x, s, z: noise_inject(x, s, z[:, :, :2]), ValueError, "noise must have shape"),
     (lambda x, s, z: noise_inject(x, s, z.expand(2, 3, 4, 4)), ValueError, "noise must have shape"),
     (lambda x, s, z: noise_inject(x, s.double(), z), TypeError, "strength has dtype"),
-    (lambda x, s, z: noise_inject(x, s, z.half()), TypeError, "noise has dtype"),
+    (lambda x, s, z: noise_inject(x, s, z.double()), TypeError, "noise has dtype"),
     (lambda x, s, z: noise_inject(x, s, z.to("meta")), ValueError, "noise is on meta"),
     (lambda x, s, z: noise_inject(x, None, z), TypeError, "strength must be a torch.Tensor"),
 ]

@@ -153,3 +153,17 @@ def test_saves_at_most_40_percent_of_what_autograd_of_the_reference_saves(device
         fused = saved_bytes(epilogue, *args)
     reference = saved_bytes(epilogue_reference, *args)
     assert fused <= 0.4 * reference, f"{fused} bytes saved vs {reference} by the reference"
+
+
+@parametrize_backends
+@pytest.mark.parametrize("small", [torch.bfloat16, torch.float16], ids=str)
+def test_half_small_tensors_beside_a_float32_x(device, backend, small):
+    """What autocast produces: a float32 x (e.g. a constant input) with half-precision styles."""
+    args = make_args((2, 6, 5, 3), torch.float32, device, small=small)
+    dy = torch.randn_like(args[0])
+    with ops.use_backend(backend):
+        ours = torch.autograd.grad(epilogue(*args), args, dy)
+    want = torch.autograd.grad(epilogue_reference(*args), args, dy)
+    assert ours[0].dtype == torch.float32 and all(g.dtype == small for g in ours[1:])
+    for got, expected in zip(ours, want):
+        torch.testing.assert_close(got.float(), expected.float(), rtol=1e-2, atol=1e-2)

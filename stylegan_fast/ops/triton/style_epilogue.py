@@ -28,6 +28,14 @@ from ._common import (TARGET_PROGRAMS, accumulator, check_noise_size, noise_at, 
 
 
 @triton.jit
+def _pixel_range(pid, HW, hw_per_split, SPLITS: tl.constexpr):
+    """Program pid's split and its pixel range [start, end) of the H*W plane."""
+    split = pid % SPLITS
+    start = split * hw_per_split
+    return split, start, tl.minimum(start + hw_per_split, HW)
+
+
+@triton.jit
 def _tile_offsets(pid, C, HW, s_n, s_c, s_hw, hw0, SPLITS: tl.constexpr,
                   BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr):
     """Program pid's plane tile: (n, channels [BLOCK_C], pixels [BLOCK_HW], offsets, mask)."""
@@ -93,9 +101,7 @@ def _stats_kernel(
     ACC: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    split = pid % SPLITS
-    start = split * hw_per_split
-    end = tl.minimum(start + hw_per_split, HW)
+    split, start, end = _pixel_range(pid, HW, hw_per_split, SPLITS)
     count = tl.zeros([BLOCK_C], dtype=ACC)
     mean = tl.zeros([BLOCK_C], dtype=ACC)
     m2 = tl.zeros([BLOCK_C], dtype=ACC)
@@ -149,9 +155,7 @@ def _apply_kernel(
     BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr, ACC: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    split = pid % SPLITS
-    start = split * hw_per_split
-    end = tl.minimum(start + hw_per_split, HW)
+    split, start, end = _pixel_range(pid, HW, hw_per_split, SPLITS)
     n, c, hw, offsets = _tile_offsets(pid, C, HW, s_n, s_c, s_hw, start, SPLITS, BLOCK_C,
                                       BLOCK_HW)
     if SINGLE_PASS:
@@ -199,9 +203,7 @@ def _grad_stats_kernel(
     ACC: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    split = pid % SPLITS
-    start = split * hw_per_split
-    end = tl.minimum(start + hw_per_split, HW)
+    split, start, end = _pixel_range(pid, HW, hw_per_split, SPLITS)
     n, c, hw, offsets = _tile_offsets(pid, C, HW, s_n, s_c, s_hw, start, SPLITS, BLOCK_C,
                                       BLOCK_HW)
     mean = tl.load(mean_ptr + n * C + c, mask=c < C, other=0.0)
@@ -259,9 +261,7 @@ def _grad_input_kernel(
     BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr, ACC: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    split = pid % SPLITS
-    start = split * hw_per_split
-    end = tl.minimum(start + hw_per_split, HW)
+    split, start, end = _pixel_range(pid, HW, hw_per_split, SPLITS)
     n, c, hw, offsets = _tile_offsets(pid, C, HW, s_n, s_c, s_hw, start, SPLITS, BLOCK_C,
                                       BLOCK_HW)
     stat_offsets = n * C + c

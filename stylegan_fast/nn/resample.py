@@ -1,0 +1,98 @@
+"""Blur, nearest x2 upsampling, 2x2 box downsampling, and the fused resampling convolutions.
+
+Blur filter: f = [1, 2, 1]^T [1, 2, 1] / 16, applied depthwise with zero padding 1::
+
+    blur(x)[n, c] = x[n, c] * f          (same size)
+
+Fused up-conv: nearest x2 upsampling followed by a k x k convolution (zero padding k // 2) equals a
+stride-2 transposed convolution with the (k+1) x (k+1) kernel obtained by flipping w, padding it by
+one on every side and summing its four 1-pixel shifts. Fused down-conv: a k x k convolution (padding
+k // 2) followed by 2x2 box averaging equals a stride-2 convolution with the (k+1) x (k+1) kernel
+obtained by padding w and summing its four shifts, times 0.25. Both hold exactly for odd k.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BLUR_TAPS = (1.0, 2.0, 1.0)
+
+
+def blur_filter(channels: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """The normalized [1, 2, 1] x [1, 2, 1] filter as a depthwise weight [channels, 1, 3, 3]."""
+    taps = torch.tensor(BLUR_TAPS, dtype=dtype, device=device)
+    kernel = torch.outer(taps, taps)
+    kernel = kernel / kernel.sum()
+    return kernel.expand(channels, 1, 3, 3)
+
+
+def blur2d(x: torch.Tensor) -> torch.Tensor:
+    """Depthwise [1, 2, 1] x [1, 2, 1] / 16 blur of x [N, C, H, W], zero padding, same size."""
+    kernel = blur_filter(x.shape[1], dtype=x.dtype, device=x.device)
+    return F.conv2d(x, kernel, padding=1, groups=x.shape[1])
+
+
+def upsample2d(x: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour x2 upsampling: out[..., i, j] = x[..., i // 2, j // 2]."""
+    return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+
+def downsample2d(x: torch.Tensor) -> torch.Tensor:
+    """2x2 box averaging (stride 2): out[..., i, j] = mean of x[..., 2i:2i+2, 2j:2j+2]."""
+    return F.avg_pool2d(x, 2)
+
+
+def _sum_of_shifts(weight: torch.Tensor) -> torch.Tensor:
+    """Pad [.., k, k] by one on every side and sum its four 1-pixel shifts -> [.., k+1, k+1]."""
+    w = F.pad(weight, (1, 1, 1, 1))
+    return w[..., 1:, 1:] + w[..., :-1, 1:] + w[..., 1:, :-1] + w[..., :-1, :-1]
+
+
+def fused_upconv_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The transposed-conv weight [in, out, k+1, k+1] equal to nearest x2 upsampling followed by
+    conv2d with ``weight`` [out, in, k, k] (padding k // 2); see the module docstring."""
+    return _sum_of_shifts(weight.flip(-1, -2)).transpose(0, 1)
+
+
+def fused_downconv_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The stride-2 conv weight [out, in, k+1, k+1] equal to conv2d with ``weight`` (padding
+    k // 2) followed by 2x2 box averaging; see the module docstring."""
+    return _sum_of_shifts(weight) * 0.25
+
+
+def upconv2d(x: torch.Tensor, weight: torch.Tensor, fused: bool) -> torch.Tensor:
+    """conv2d(upsample2d(x), weight, padding=k // 2), as one transposed conv when ``fused``."""
+    k = weight.shape[-1]
+    if fused:
+        return F.conv_transpose2d(x, fused_upconv_weight(weight), stride=2, padding=k // 2)
+    return F.conv2d(upsample2d(x), weight, padding=k // 2)
+
+
+def downconv2d(x: torch.Tensor, weight: torch.Tensor, fused: bool) -> torch.Tensor:
+    """downsample2d(conv2d(x, weight, padding=k // 2)), as one stride-2 conv when ``fused``."""
+    k = weight.shape[-1]
+    if fused:
+        return F.conv2d(x, fused_downconv_weight(weight), stride=2, padding=k // 2)
+    return downsample2d(F.conv2d(x, weight, padding=k // 2))
+
+
+class Blur(nn.Module):
+    """:func:`blur2d` as a module (no parameters)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return blur2d(x)
+
+
+class Upsample(nn.Module):
+    """:func:`upsample2d` as a module (no parameters)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upsample2d(x)
+
+
+class Downsample(nn.Module):
+    """:func:`downsample2d` as a module (no parameters)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return downsample2d(x)
