@@ -1,0 +1,128 @@
+"""``stylegan-fast train`` and ``stylegan-fast demo``: arguments -> :class:`TrainConfig` -> train.
+
+With ``--resume``, every setting not given on the command line is taken from the checkpoint, so
+``stylegan-fast train --resume RUN_FOLDER`` alone continues a run where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+
+from .config import AMP_MODES, TrainConfig, parse_schedule
+
+# The demo: 100 small real faces, a small network, progressive growing 8 -> 32 px; a few minutes
+# on a 2-core CPU. Tuned to show faces soon: higher lr, no style mixing, light R1, short EMA.
+# One CPU thread: its tensors are too small to gain from more, and several threads that wait on
+# each other slow down many times over when anything else keeps the cores busy.
+DEMO = dict(data="builtin:faces", out="demo-run", resolution=32, z_dim=128, w_dim=128,
+            mapping_layers=4, channel_base=512, channel_max=32, kimg=12.0, start_resolution=8,
+            stable_kimg=3.0, fade_kimg=3.0, batch=16, lr=0.002, style_mixing=0.0, r1_gamma=0.5,
+            ema_kimg=0.5, snapshot_kimg=4.0, log_kimg=0.5, workers=0, keep_checkpoints=1,
+            cpu_threads=1)
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every option defaults to None: 'not given' (then the checkpoint's or TrainConfig's)."""
+    a = parser.add_argument
+    a("--data", help="folder of images (png/jpg/webp, recursive), a .zip of them, or "
+                     "builtin:faces")
+    a("--out", help="run folder: checkpoints, samples, log.jsonl")
+    a("--resolution", type=int, help="final image size, a power of two from 8 to 1024")
+    a("--channels", type=int, choices=(1, 3), help="1 grayscale, 3 RGB (default: from the data)")
+    a("--resume", help="checkpoint file, or a run folder (its newest checkpoint)")
+    a("--kimg", type=float, help="train until this many thousand images (default 25000)")
+    a("--batch", type=int, help="total images per step over all processes (default 32)")
+    a("--batch-gpu", type=int, help="images per forward pass per process; smaller than "
+                                    "batch/processes means gradient accumulation")
+    a("--batch-schedule", type=lambda t: parse_schedule(t, int),
+      help="total batch per resolution, e.g. '8=256,16=128,32=64' (others: --batch)")
+    a("--lr", type=float, help="Adam learning rate below the --lr-schedule (default 0.001)")
+    a("--lr-schedule", type=parse_schedule,
+      help="learning rate per resolution (default '128=0.0015,256=0.002,512=0.003,1024=0.003')")
+    a("--channel-base", type=int, help="feature maps = min(base * 2 / resolution, max) "
+                                       "(default 8192)")
+    a("--channel-max", type=int, help="(default 512)")
+    a("--z-dim", type=int, help="latent size (default 512)")
+    a("--w-dim", type=int, help="intermediate latent size (default 512)")
+    a("--mapping-layers", type=int, help="(default 8)")
+    a("--style-mixing", type=float, help="style mixing probability (default 0.9)")
+    a("--progressive", type=_bool, help="progressive growing (default true); false: train the "
+                                        "full resolution from the start")
+    a("--start-resolution", type=int, help="progressive growing starts here (default 8)")
+    a("--stable-kimg", type=float, help="kimg at each resolution before the next fades in "
+                                        "(default 600)")
+    a("--fade-kimg", type=float, help="kimg of each fade-in (default 600)")
+    a("--r1-gamma", type=float, help="R1 weight gamma (default 10)")
+    a("--r1-interval", type=int, help="lazy R1: every N D steps, weighted by N (default 1)")
+    a("--ema-kimg", type=float, help="half-life of G_ema in kimg (default 10)")
+    a("--mirror", type=_bool, help="random left-right flips (default true)")
+    a("--device", help="auto (default), cpu, cuda, cuda:N")
+    a("--backend", choices=("auto", "ref", "triton", "cuda"), help="fused-op backend")
+    a("--amp", choices=AMP_MODES, help="mixed precision (default off); fp16 uses a gradient "
+                                       "scaler; weights stay float32")
+    a("--checkpoint-blocks", type=int, help="activation checkpointing of the N highest-resolution "
+                                            "blocks of G and of D (default 0)")
+    a("--cpu-threads", type=int, help="torch's CPU threads per process (default: torch's)")
+    a("--workers", type=int, help="data loader processes per training process (default 2)")
+    a("--seed", type=int, help="(default 0)")
+    a("--snapshot-kimg", type=float, help="checkpoint + sample grid interval (default 50)")
+    a("--keep-checkpoints", type=int, help="newest checkpoints kept, 0: all (default 3)")
+    a("--log-kimg", type=float, help="log.jsonl interval (default 1)")
+    a("--sample-grid", type=int, help="images per sample grid (default 32)")
+    a("--progress", type=_bool, help="progress bar (default true)")
+    a("--tensorboard", action="store_const", const=True, help="also log to TensorBoard")
+
+
+def config_from_args(args: argparse.Namespace, preset: dict) -> TrainConfig:
+    """Given options over the checkpoint's config (when resuming) over ``preset``."""
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+             if getattr(args, f.name, None) is not None}
+    stored = {}
+    if args.resume is not None:
+        from . import checkpoint
+
+        stored = checkpoint.load(args.resume)["config"]
+    values = {**preset, **stored, **given}
+    missing = [name for name in ("data", "out", "resolution") if name not in values]
+    if missing:
+        raise ValueError("missing " + ", ".join(f"--{m}" for m in missing))
+    return TrainConfig.from_dict(values)
+
+
+def run_train(args: argparse.Namespace, preset: dict = None) -> int:
+    from .data import DatasetError
+    from .loop import train
+
+    try:
+        config = config_from_args(args, preset or {})
+        train(config, resume=args.resume)
+    except (DatasetError, FileNotFoundError, ValueError) as exc:
+        print(f"stylegan-fast {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", help=f"run folder (default {DEMO['out']})")
+    parser.add_argument("--kimg", type=float, help=f"length (default {DEMO['kimg']})")
+    parser.add_argument("--device", help="auto (default: the GPU if there is one), cpu, cuda")
+    parser.add_argument("--seed", type=int, help="(default 0)")
+    parser.add_argument("--resume", help="continue a demo run (its folder)")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    out = args.out or DEMO["out"]
+    print(f"stylegan-fast demo: {DEMO['resolution']} px StyleGAN on the 100 real faces that "
+          f"scikit-image ships, growing 8 -> 16 -> 32 px; {args.kimg or DEMO['kimg']:g} kimg. "
+          f"Samples and checkpoints go to {out}/", file=sys.stderr)
+    return run_train(args, DEMO)
+

@@ -1,0 +1,41 @@
+import json
+
+import pytest
+
+from stylegan_fast import cli
+from stylegan_fast.train import checkpoint
+
+TINY_ARGS = ["--data", "builtin:faces", "--resolution", "8", "--z-dim", "8", "--w-dim", "8",
+             "--mapping-layers", "1", "--channel-base", "32", "--channel-max", "8", "--batch",
+             "4", "--device", "cpu", "--backend", "ref", "--workers", "0", "--progress", "false",
+             "--sample-grid", "4", "--log-kimg", "0.004", "--cpu-threads", "1"]
+
+
+def test_train_then_resume_with_only_resume(tmp_path):
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY_ARGS, "--out", str(out), "--kimg", "0.008"]) == 0
+    assert checkpoint.load(out)["progress"]["nimg"] == 8
+    # every setting comes back from the checkpoint; --kimg extends the run
+    assert cli.main(["train", "--resume", str(out), "--kimg", "0.016"]) == 0
+    state = checkpoint.load(out)
+    assert state["progress"]["nimg"] == 16 and state["config"]["channel_max"] == 8
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["nimg"] for r in records if "loss_G" in r] == [4, 8, 12, 16]
+
+
+def test_missing_arguments_and_bad_values(tmp_path, capsys):
+    assert cli.main(["train", "--data", "builtin:faces"]) == 2
+    assert "missing --out, --resolution" in capsys.readouterr().err
+    assert cli.main(["train", *TINY_ARGS, "--out", str(tmp_path), "--resolution", "12"]) == 2
+    assert "power of two" in capsys.readouterr().err
+    assert cli.main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--amp", "fp8"])
+
+
+def test_demo_preset_runs(tmp_path):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--kimg", "0.016"]) == 0
+    assert checkpoint.latest_checkpoint(out) is not None
+    assert (out / "reals.png").is_file() and list(out.glob("samples-*.png"))
