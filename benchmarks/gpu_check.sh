@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# One command for a GPU machine with no network: doctor, the test suite, the op benchmarks.
+# One command for a GPU machine with no network: doctor, the test suite, the op and model
+# benchmarks and their plot.
 #
 #   bash benchmarks/gpu_check.sh [OUTDIR]        (OUTDIR defaults to $OUT)
 #
-# Needs a python3 that already has torch, triton, pytest, pytest-benchmark, pytest-timeout, ninja
-# and numpy; runs the checkout in place (PYTHONPATH=.) and installs nothing. Each step has its own
+# Needs a python3 that already has torch, triton, pytest, pytest-benchmark, pytest-timeout, ninja,
+# numpy and matplotlib (for the plot only); runs the checkout in place (PYTHONPATH=.) and installs nothing. Each step has its own
 # timeout and log file in OUTDIR, and a failing step does not stop the next. The whole script stays
 # under TOTAL_SECONDS (default 470, under 8 minutes). Exits non-zero if the tests failed.
 #
+# Results in OUTDIR: ops.jsonl, models.jsonl (max_batch.jsonl), bench.png and a log per step.
+#
 # Environment: GPU_CHECK_PRESET (bench preset, default gpu; smoke for a CPU try-out),
 #              TOTAL_SECONDS (overall limit), GPU_CHECK_MEMCHECK=1 (also run the cuda op tests
-#              under compute-sanitizer memcheck; give it TOTAL_SECONDS to spare).
+#              under compute-sanitizer memcheck; give it TOTAL_SECONDS to spare),
+#              GPU_CHECK_MODEL_ARGS (more `bench --model` flags, e.g. "--resolutions 256
+#              --dtypes float32" to spend the model budget on fewer cases),
+#              GPU_CHECK_MAX_BATCH=1 (also search the largest 1024 px batch within 16/24 GiB;
+#              several minutes: give it TOTAL_SECONDS to spare).
 set -u
 
 OUTDIR="${1:-${OUT:-}}"
@@ -59,12 +66,38 @@ if [ "${GPU_CHECK_MEMCHECK:-0}" = "1" ]; then
     run_step memcheck 240 memcheck.log compute-sanitizer --tool memcheck --error-exitcode 3 \
         python3 -m pytest tests/ops -q -k "cuda and not build" -p no:cacheprovider
 fi
-# The bench stops starting new cases after its budget; what it finished is in ops.jsonl.
-BUDGET=$((TOTAL_SECONDS - SECONDS - 70))
-if [ "$BUDGET" -gt 200 ]; then BUDGET=200; fi
-if [ "$BUDGET" -lt 1 ]; then BUDGET=1; fi
-run_step bench 260 bench.log python3 -m stylegan_fast.cli bench --preset "$PRESET" \
+# Each bench stops starting new cases at its --budget-seconds and appends every finished case to
+# its JSONL, so a step killed by its timeout still leaves results. What the tests leave (minus 40 s
+# for the plot and the summary) is shared: the op bench up to 45% (at most 170 s), the model bench
+# (256 px first, then 1024 px) the rest; each step's timeout gives the case in flight 60 s more.
+budget_for() {  # budget_for PERCENT MAX: seconds for the next bench, at least 1
+    local left=$((TOTAL_SECONDS - SECONDS - 40 - 60))
+    local budget=$((left * $1 / 100))
+    if [ "$budget" -gt "$2" ]; then budget="$2"; fi
+    if [ "$budget" -lt 1 ]; then budget=1; fi
+    echo "$budget"
+}
+BUDGET=$(budget_for 45 170)
+run_step bench $((BUDGET + 60)) bench.log python3 -m stylegan_fast.cli bench --preset "$PRESET" \
     --jsonl "$OUTDIR/ops.jsonl" --budget-seconds "$BUDGET"
+BUDGET=$(budget_for 100 300)
+# shellcheck disable=SC2086  # GPU_CHECK_MODEL_ARGS is a list of flags
+run_step models $((BUDGET + 60)) models.log python3 -m stylegan_fast.cli bench --model \
+    --preset "$PRESET" --jsonl "$OUTDIR/models.jsonl" --budget-seconds "$BUDGET" \
+    ${GPU_CHECK_MODEL_ARGS:-}
+if [ "${GPU_CHECK_MAX_BATCH:-0}" = "1" ]; then
+    BUDGET=$(budget_for 100 400)
+    run_step max-batch $((BUDGET + 60)) max-batch.log python3 -m stylegan_fast.cli bench \
+        --max-batch --jsonl "$OUTDIR/max_batch.jsonl" --budget-seconds "$BUDGET"
+fi
+RESULTS=()
+for name in ops models max_batch; do
+    if [ -s "$OUTDIR/$name.jsonl" ]; then RESULTS+=(--results "$OUTDIR/$name.jsonl"); fi
+done
+if [ "${#RESULTS[@]}" -gt 0 ]; then
+    run_step plot 30 plot.log python3 -m stylegan_fast.cli bench --plot "$OUTDIR/bench.png" \
+        "${RESULTS[@]}"
+fi
 
 echo
 echo "== summary (${SECONDS}s, results in $OUTDIR)"
@@ -74,9 +107,16 @@ if [ -f "$OUTDIR/tests.log" ]; then
 fi
 if [ -f "$OUTDIR/bench.log" ]; then
     echo
-    echo "== benchmark table (tail of bench.log)"
+    echo "== op benchmark table (tail of bench.log)"
     tail -n 70 "$OUTDIR/bench.log"
 fi
+for log in models.log max-batch.log; do
+    if [ -f "$OUTDIR/$log" ]; then
+        echo
+        echo "== model benchmark table (tail of $log)"
+        tail -n 25 "$OUTDIR/$log"
+    fi
+done
 if [ "$TESTS_RC" -ne 0 ]; then
     echo "FAILED: the tests exited with status $TESTS_RC"
     exit 1

@@ -4,6 +4,9 @@ Each case is timed after warm-up (CUDA events on a GPU, ``time.perf_counter`` on
 as the median, the effective GB/s of its minimum memory traffic, that as a percentage of the copy
 bandwidth measured in the same run, the peak memory of one rep (CUDA only), and its speedup over
 the ``ref`` and ``compile`` baselines of the same op, dtype, shape and mode.
+
+The timing, record, JSONL and table helpers here serve the model level too: ``--model`` and
+``--max-batch`` run :mod:`.bench_models` / :mod:`.bench_max_batch`, ``--plot`` :mod:`.bench_plot`.
 """
 from __future__ import annotations
 
@@ -20,12 +23,14 @@ import torch
 
 from . import environment
 from .bench_cases import (BASELINES, MODES, OPS, PRESETS, Case, canonical_dtype, default_backends,
-                          default_device, default_preset, format_shape, known_backends,
-                          make_cases, make_inputs, min_bytes, op_function, parse_shape)
+                          default_device, default_preset, known_backends, make_cases, make_inputs,
+                          min_bytes, op_function, parse_shape)
+from .bench_table import CASE_COLUMNS, SPEEDUP_COLUMNS, Column, table_header, table_row
 
 COPY_BUFFER_MIB = {"cuda": 256, "cpu": 64}
-COLUMNS = (("op", 14), ("backend", 8), ("dtype", 8), ("shape", 16), ("mode", 7), ("ms", 9),
-           ("GB/s", 8), ("%peak", 6), ("MiB", 8), ("x ref", 6), ("x compile", 9))
+COLUMNS = CASE_COLUMNS + (Column("ms", 9, "median_ms", ".4f"), Column("GB/s", 8, "gbps", ".1f"),
+                          Column("%peak", 6, "pct_peak_bw", ".1f"),
+                          Column("MiB", 8, "peak_mem_mb", ".1f")) + SPEEDUP_COLUMNS
 
 
 def synchronize(device: str) -> None:
@@ -87,15 +92,17 @@ def time_reps_ms(step: Callable, reset: Callable, device: str, warmup: int, reps
     return times
 
 
-def peak_memory_mib(runner: Runner, device: str) -> Optional[float]:
-    """Memory allocated at peak by one rep beyond what was allocated before it (CUDA only)."""
+def peak_memory_mib(step: Callable, reset: Callable, device: str,
+                    baseline_bytes: Optional[int] = None) -> Optional[float]:
+    """Memory allocated at peak by one call of ``step`` beyond ``baseline_bytes`` (default: what
+    was allocated just before the call), in MiB; None off CUDA."""
     if torch.device(device).type != "cuda":
         return None
-    runner.reset()
+    reset()
     synchronize(device)
-    before = torch.cuda.memory_allocated(device)
+    before = torch.cuda.memory_allocated(device) if baseline_bytes is None else baseline_bytes
     torch.cuda.reset_peak_memory_stats(device)
-    runner.step()
+    step()
     synchronize(device)
     return (torch.cuda.max_memory_allocated(device) - before) / 2**20
 
@@ -109,8 +116,9 @@ def copy_bandwidth_gbps(device: str, reps: int = 10) -> float:
     return 2 * src.numel() * src.element_size() / (statistics.median(times) * 1e-3) / 1e9
 
 
-def new_record(case: Case) -> dict:
-    """The result record of ``case`` with nothing measured yet."""
+def new_record(case) -> dict:
+    """The result record of ``case`` (anything with op, backend, dtype, shape, mode and device:
+    an op :class:`Case` or a model case) with nothing measured yet."""
     facts = environment.versions()
     on_gpu = torch.device(case.device).type == "cuda"
     return {
@@ -130,25 +138,36 @@ def measure(case: Case, runner: Runner, reps: int, warmup: int, copy_gbps: float
     gbps = runner.bytes / (median_ms * 1e-3) / 1e9
     record = new_record(case)
     record.update(median_ms=median_ms, gbps=gbps, pct_peak_bw=100 * gbps / copy_gbps,
-                  peak_mem_mb=peak_memory_mib(runner, case.device))
+                  peak_mem_mb=peak_memory_mib(runner.step, runner.reset, case.device))
+    return record
+
+
+def error_summary(exc: BaseException) -> str:
+    """``'TypeName: first line of the message'``, at most 300 characters."""
+    lines = str(exc).strip().splitlines() or [""]
+    return f"{type(exc).__name__}: {lines[0]}"[:300]
+
+
+def measure_or_error(case, measure_case: Callable[[], dict]) -> dict:
+    """``measure_case()``, or if it raises (e.g. out of memory), the case's record with
+    ``error`` set: one failing case must not end the run."""
+    try:
+        return measure_case()
+    except Exception as exc:
+        message = error_summary(exc)
+    if torch.device(case.device).type == "cuda":
+        torch.cuda.empty_cache()
+    record = new_record(case)
+    record["error"] = message
     return record
 
 
 def run_case(case: Case, reps: int, warmup: int, copy_gbps: float) -> dict:
-    """Like :func:`measure`, but a failing case (e.g. out of memory) comes back with ``error``."""
-    try:
-        return measure(case, prepare(case), reps, warmup, copy_gbps)
-    except Exception as exc:  # one failing case must not end the run
-        lines = str(exc).strip().splitlines() or [""]
-        message = f"{type(exc).__name__}: {lines[0]}"
-    if torch.device(case.device).type == "cuda":
-        torch.cuda.empty_cache()
-    record = new_record(case)
-    record["error"] = message[:300]
-    return record
+    """Like :func:`measure`, but a failing case comes back with ``error``."""
+    return measure_or_error(case, lambda: measure(case, prepare(case), reps, warmup, copy_gbps))
 
 
-def fill_speedups(record: dict, case: Case, baseline_ms: dict) -> None:
+def fill_speedups(record: dict, case, baseline_ms: dict) -> None:
     """Set the record's speedups over the baselines of its group measured so far (and remember
     its median if it is a baseline)."""
     median = record["median_ms"]
@@ -166,31 +185,6 @@ def append_jsonl(path, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def _cell(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _join(cells: list) -> str:
-    """Cells padded to the column widths: the first 5 columns left-aligned, numbers right."""
-    return " ".join(f"{cell:<{width}}" if i < 5 else f"{cell:>{width}}"
-                    for i, (cell, (_, width)) in enumerate(zip(cells, COLUMNS)))
-
-
-def table_header() -> str:
-    return _join([name for name, _ in COLUMNS])
-
-
-def table_row(record: dict) -> str:
-    cells = [record["op"], record["backend"], record["dtype"], format_shape(record["shape"]),
-             record["mode"]]
-    if record["error"]:
-        return f"{_join(cells)} ERROR {record['error']}"
-    return _join(cells + [_cell(record["median_ms"], ".4f"), _cell(record["gbps"], ".1f"),
-                          _cell(record["pct_peak_bw"], ".1f"), _cell(record["peak_mem_mb"], ".1f"),
-                          _cell(record["speedup_vs_ref"], ".2f"),
-                          _cell(record["speedup_vs_compile"], ".2f")])
-
-
 def _comma_list(text: str) -> list:
     return [item.strip() for item in text.split(",") if item.strip()]
 
@@ -205,6 +199,13 @@ def _dtype_list(text: str) -> list:
 def _shape_list(text: str) -> list:
     try:
         return [parse_shape(item) for item in _comma_list(text)]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _int_list(text: str) -> list:
+    try:
+        return [int(item) for item in _comma_list(text)]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -226,6 +227,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jsonl", help="append one JSON record per case to this file")
     parser.add_argument("--budget-seconds", type=float,
                         help="start no new case once this many seconds have passed")
+    models = parser.add_argument_group(
+        "model level (stylegan_fast/bench_models.py, bench_max_batch.py, bench_plot.py)")
+    models.add_argument("--model", action="store_true",
+                        help="time a full training step (G and D with R1, Adam, EMA) and "
+                             "generator inference per backend instead of the ops")
+    models.add_argument("--max-batch", action="store_true",
+                        help="GPU only: the largest batch that trains within 16 and 24 GB caps")
+    models.add_argument("--resolutions", type=_int_list,
+                        help="comma list of px for --model / --max-batch (e.g. 256,1024)")
+    models.add_argument("--batch", type=int, help="batch per step for --model (default: preset's)")
+    models.add_argument("--plot", metavar="FILE.png",
+                        help="draw speedup and memory bar charts from result files, run nothing")
+    models.add_argument("--results", metavar="FILE.jsonl", action="append",
+                        help="a results file for --plot (repeatable; default: --jsonl)")
+
+
+def check_device(device: str) -> None:
+    """Raises ValueError for a CUDA device without CUDA (RuntimeError: a bad device name)."""
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}, but CUDA is not available")
+
+
+def print_run_header(device: str, what: str) -> None:
+    facts = environment.versions()
+    print(f"stylegan-fast bench on {device} ({facts['gpu'] or 'no GPU'}): torch {facts['torch']},"
+          f" CUDA {facts['cuda']}, triton {facts['triton']}; {what}")
+    if torch.device(device).type == "cpu":
+        print("NOTE: running on CPU. Times are CPU times and say nothing about GPU kernels.")
+
+
+def run_cases(cases: list, run_one: Callable[[object], dict], args: argparse.Namespace,
+              columns=COLUMNS) -> list[dict]:
+    """Run the cases in order (none started after ``--budget-seconds``), printing a table row
+    and appending a record to ``--jsonl`` per case; returns the records."""
+    print(table_header(columns), flush=True)
+    start = time.monotonic()
+    baseline_ms, records = {}, []
+    for case in cases:
+        if args.budget_seconds is not None and time.monotonic() - start > args.budget_seconds:
+            break
+        record = run_one(case)
+        fill_speedups(record, case, baseline_ms)
+        records.append(record)
+        print(table_row(record, columns), flush=True)
+        if args.jsonl:
+            append_jsonl(args.jsonl, record)
+    errors = sum(r["error"] is not None for r in records)
+    print(f"\n{len(records)} cases in {time.monotonic() - start:.1f} s, {errors} failed")
+    if len(records) < len(cases):
+        print(f"budget of {args.budget_seconds:g} s exceeded: skipped {len(cases) - len(records)}"
+              f" of {len(cases)} cases")
+    if args.jsonl:
+        print(f"records appended to {args.jsonl}")
+    return records
+
+
+def exit_status(records: list) -> int:
+    """1 if any case failed, else 0."""
+    return 1 if any(r["error"] is not None for r in records) else 0
 
 
 def _selection(args: argparse.Namespace, device: str):
@@ -250,39 +310,22 @@ def _selection(args: argparse.Namespace, device: str):
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.plot:
+        from . import bench_plot
+
+        return bench_plot.main(args)
+    if args.model or args.max_batch:
+        from . import bench_models
+
+        return bench_models.main(args)
     device = args.device or default_device()
     try:
-        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {device}, but CUDA is not available")
+        check_device(device)
         cases, reps, warmup = _selection(args, device)
     except (ValueError, RuntimeError) as exc:  # RuntimeError: torch.device of a bad name
         print(f"stylegan-fast bench: {exc}")
         return 2
-    facts = environment.versions()
-    print(f"stylegan-fast bench on {device} ({facts['gpu'] or 'no GPU'}): torch {facts['torch']},"
-          f" CUDA {facts['cuda']}, triton {facts['triton']}; {len(cases)} cases, {reps} reps "
-          f"after {warmup} warm-up")
-    if torch.device(device).type == "cpu":
-        print("NOTE: running on CPU. Times are CPU times and say nothing about GPU kernels.")
+    print_run_header(device, f"{len(cases)} cases, {reps} reps after {warmup} warm-up")
     copy_gbps = copy_bandwidth_gbps(device)
     print(f"copy bandwidth (dst.copy_(src), read + write): {copy_gbps:.1f} GB/s\n")
-    print(table_header(), flush=True)
-    start = time.monotonic()
-    baseline_ms, records = {}, []
-    for case in cases:
-        if args.budget_seconds is not None and time.monotonic() - start > args.budget_seconds:
-            break
-        record = run_case(case, reps, warmup, copy_gbps)
-        fill_speedups(record, case, baseline_ms)
-        records.append(record)
-        print(table_row(record), flush=True)
-        if args.jsonl:
-            append_jsonl(args.jsonl, record)
-    errors = sum(r["error"] is not None for r in records)
-    print(f"\n{len(records)} cases in {time.monotonic() - start:.1f} s, {errors} failed")
-    if len(records) < len(cases):
-        print(f"budget of {args.budget_seconds:g} s exceeded: skipped {len(cases) - len(records)}"
-              f" of {len(cases)} cases")
-    if args.jsonl:
-        print(f"records appended to {args.jsonl}")
-    return 1 if errors else 0
+    return exit_status(run_cases(cases, lambda case: run_case(case, reps, warmup, copy_gbps), args))

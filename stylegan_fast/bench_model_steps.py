@@ -1,0 +1,184 @@
+"""What the model benchmarks run: a StyleGAN1 training step and generation, on one backend.
+
+Backends (as in the op benchmark, :mod:`.bench_cases`):
+
+* ``ref``: the models with every fused op replaced by its plain-PyTorch ``*_reference`` function
+  (:func:`plain_pytorch_ops`), run eagerly: StyleGAN as one would write it in plain PyTorch, with
+  autograd saving whatever it saves.
+* ``compile``: the same plain-PyTorch models under ``torch.compile`` (inductor unless told
+  otherwise, default mode, static shapes). G and D are compiled; D's R1 pass runs eagerly, because
+  compiled graphs do not support double backward.
+* any other name (``triton``, ``cuda``): the models' fused ops inside ``ops.use_backend(name)``.
+
+:class:`TrainingStep`: one step on a fixed batch of random reals, without data loading. D step:
+fakes from G without grad, logistic loss, R1 (gamma 10, every step) on the reals, Adam; G step:
+non-saturating loss through the frozen D, Adam; then the G_ema update. Losses, EMA and Adam
+settings come from :mod:`stylegan_fast.train`. Style mixing on, random noise.
+:class:`Generation`: ``G(z)`` in eval mode without grad (truncation psi 0.7, random noise).
+``bfloat16`` runs the forward passes under ``torch.autocast``; weights and Adam state stay float32.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import sys
+from typing import TYPE_CHECKING, Callable, Optional
+
+import torch
+
+from . import ops
+from .bench_cases import BASELINES, DTYPES, OP_SPECS, enable_many_recompiles
+from .train.ema import make_ema, update_ema
+from .train.loop import ADAM_BETAS, ADAM_EPS
+from .train.loss import discriminator_loss, generator_loss, r1_penalty
+from .train.schedule import ema_beta
+
+if TYPE_CHECKING:
+    from .bench_models import ModelCase
+
+MODEL_DTYPES = ("float32", "bfloat16")  # float16 training would need a gradient scaler
+R1_GAMMA = 10.0
+LEARNING_RATE = 0.002
+EMA_KIMG = 10.0
+TRUNCATION_PSI = 0.7
+
+
+@contextlib.contextmanager
+def plain_pytorch_ops():
+    """Inside the block, the models call the plain-PyTorch ``*_reference`` functions instead of
+    the fused ops: every global of a ``stylegan_fast.nn`` / ``stylegan_fast.models`` module that
+    is a public op is swapped for its reference (process-wide; not thread-safe)."""
+    swaps = {spec.public: spec.reference for spec in OP_SPECS.values()}
+    sites = []
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(("stylegan_fast.nn", "stylegan_fast.models")):
+            continue
+        for attr, value in vars(module).items():
+            if value is ops:
+                raise RuntimeError(f"{name} calls the ops as ops.<name>: plain_pytorch_ops() "
+                                   f"cannot swap them")
+            if any(value is public for public in swaps):
+                sites.append((module, attr, value))
+    if not sites:
+        raise RuntimeError("found no fused op in stylegan_fast.nn / stylegan_fast.models to swap")
+    for module, attr, public in sites:
+        setattr(module, attr, swaps[public])
+    try:
+        yield
+    finally:
+        for module, attr, public in sites:
+            setattr(module, attr, public)
+
+
+def backend_context(backend: str) -> contextlib.AbstractContextManager:
+    return plain_pytorch_ops() if backend in BASELINES else ops.use_backend(backend)
+
+
+def autocast_factory(case: ModelCase) -> Callable[[], contextlib.AbstractContextManager]:
+    """A function returning a fresh autocast context for the case's dtype (float32: none)."""
+    if case.dtype == "float32":
+        return contextlib.nullcontext
+    if case.dtype not in MODEL_DTYPES:
+        raise ValueError(f"model benchmarks run {', '.join(MODEL_DTYPES)}, not {case.dtype}")
+    return functools.partial(torch.autocast, torch.device(case.device).type,
+                             dtype=DTYPES[case.dtype])
+
+
+def compiled(module: torch.nn.Module, compiler: str) -> torch.nn.Module:
+    enable_many_recompiles()
+    return torch.compile(module, backend=compiler, dynamic=False)
+
+
+class _ModelRun:
+    """What both cases share: the backend, autocast, latents and the (compiled) model runner."""
+
+    def __init__(self, case: ModelCase, compiler: str, seed: int):
+        self.case = case
+        self.context = functools.partial(backend_context, case.backend)
+        self.autocast = autocast_factory(case)
+        self.compiler = compiler
+        torch.manual_seed(seed)
+
+    def runner(self, module: torch.nn.Module) -> torch.nn.Module:
+        return compiled(module, self.compiler) if self.case.backend == "compile" else module
+
+    def latents(self) -> torch.Tensor:
+        return torch.randn(self.case.batch, self.case.networks.latent_dim, device=self.case.device)
+
+
+class TrainingStep(_ModelRun):
+    """Calling it runs one training step of G and D (see the module docstring)."""
+
+    def __init__(self, case: ModelCase, compiler: str = "inductor", seed: int = 0):
+        super().__init__(case, compiler, seed)
+        device, res = case.device, case.resolution
+        self.G = case.networks.generator(res).to(device).train()
+        self.D = case.networks.discriminator(res).to(device).train()
+        self.G_ema = make_ema(self.G)
+        self.opt_G, self.opt_D = (
+            torch.optim.Adam(net.parameters(), lr=LEARNING_RATE, betas=ADAM_BETAS, eps=ADAM_EPS)
+            for net in (self.G, self.D))
+        gen = torch.Generator(device=device).manual_seed(seed)
+        self.reals = torch.rand(case.batch, 3, res, res, generator=gen, device=device) * 2 - 1
+        self.G_run, self.D_run = self.runner(self.G), self.runner(self.D)
+        self.ema_beta = ema_beta(case.batch, EMA_KIMG)
+        self.losses: Optional[torch.Tensor] = None  # [D loss, G loss] of the last step
+
+    def __call__(self) -> None:
+        with self.context():
+            d_loss = self._discriminator_step()
+            g_loss = self._generator_step()
+        update_ema(self.G_ema, self.G, self.ema_beta)
+        self.losses = torch.stack([d_loss.detach(), g_loss.detach()])
+
+    def _discriminator_step(self) -> torch.Tensor:
+        with torch.no_grad(), self.autocast():
+            fakes = self.G_run(self.latents())
+        with self.autocast():
+            fake_scores = self.D_run(fakes)
+        # The eager D: a compiled graph cannot be differentiated twice.
+        real_scores, r1 = r1_penalty(self.D, self.reals, self.autocast())
+        loss = (discriminator_loss(fake_scores, real_scores) + R1_GAMMA / 2 * r1).mean()
+        self.opt_D.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_D.step()
+        return loss
+
+    def _generator_step(self) -> torch.Tensor:
+        self.D.requires_grad_(False)
+        try:
+            with self.autocast():
+                scores = self.D_run(self.G_run(self.latents()))
+            loss = generator_loss(scores).mean()
+            self.opt_G.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_G.step()
+        finally:
+            self.D.requires_grad_(True)
+        return loss
+
+    def check(self) -> None:
+        if self.losses is None or not torch.isfinite(self.losses).all():
+            raise FloatingPointError(f"{self.case.name}: losses {self.losses} are not finite")
+
+
+class Generation(_ModelRun):
+    """Calling it generates one batch of images with G in eval mode."""
+
+    def __init__(self, case: ModelCase, compiler: str = "inductor", seed: int = 0):
+        super().__init__(case, compiler, seed)
+        self.G = case.networks.generator(case.resolution).to(case.device).eval()
+        self.G.requires_grad_(False)
+        self.G_run = self.runner(self.G)
+        self.output: Optional[torch.Tensor] = None
+
+    def images(self, z: torch.Tensor, **kwargs) -> torch.Tensor:
+        with self.context(), torch.no_grad(), self.autocast():
+            return self.G_run(z, **kwargs)
+
+    def __call__(self) -> None:
+        self.output = self.images(self.latents(), truncation_psi=TRUNCATION_PSI)
+
+    def check(self) -> None:
+        if self.output is None or not torch.isfinite(self.output).all():
+            raise FloatingPointError(f"{self.case.name}: the images are not finite")
