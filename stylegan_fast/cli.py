@@ -1,4 +1,4 @@
-"""The ``stylegan-fast`` command line: ``doctor`` and ``bench`` (later issues add more)."""
+"""The ``stylegan-fast`` command line: ``doctor``, ``bench``, ``build-ext``, ``train``, ``demo``."""
 from __future__ import annotations
 
 import argparse
@@ -88,6 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     build_ext.add_argument("--force", action="store_true", help="rebuild even if cached")
     build_ext.add_argument("--verbose", action="store_true", help="more output in the build log")
     build_ext.set_defaults(func=_build_ext)
+    from .train import command as train_command
+
+    train = commands.add_parser(
+        "train", help="train StyleGAN (one process, or each process of a torchrun launch)")
+    train_command.add_train_arguments(train)
+    train.set_defaults(func=train_command.run_train)
+    demo = commands.add_parser(
+        "demo", help="a few minutes of training on real faces on the CPU: samples + checkpoint")
+    train_command.add_demo_arguments(demo)
+    demo.set_defaults(func=train_command.run_demo)
+    from .tools import commands as tool_commands
+
+    tool_commands.add_commands(commands)  # generate, mix, interpolate, fid
     return parser
 
 
