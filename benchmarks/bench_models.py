@@ -19,9 +19,8 @@ import sys
 import pytest
 import torch
 
-from stylegan_fast import bench_max_batch, bench_model_steps, bench_models, cli
+from stylegan_fast import bench_max_batch, bench_model_steps, bench_models, cli, ops
 from stylegan_fast import benchmark as bench
-from stylegan_fast import ops
 from stylegan_fast.bench_cases import BASELINES, default_backends, default_device, default_preset
 from stylegan_fast.bench_model_steps import Generation
 from stylegan_fast.bench_models import ModelCase, make_model_cases

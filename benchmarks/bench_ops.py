@@ -13,9 +13,18 @@ import pytest
 import torch
 
 from stylegan_fast import benchmark as bench
-from stylegan_fast.bench_cases import (OP_SPECS, OPS, PRESETS, default_backends, default_device,
-                                       default_preset, make_cases, make_inputs, op_function,
-                                       public_on_backend)
+from stylegan_fast.bench_cases import (
+    OP_SPECS,
+    OPS,
+    PRESETS,
+    default_backends,
+    default_device,
+    default_preset,
+    make_cases,
+    make_inputs,
+    op_function,
+    public_on_backend,
+)
 
 JSONL_ENV_VAR = "STYLEGAN_FAST_BENCH_JSONL"
 DEVICE = default_device()

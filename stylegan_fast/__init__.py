@@ -1,7 +1,7 @@
 """stylegan_fast: fused CUDA/Triton kernels for StyleGAN's layer epilogue, and models on them."""
 __version__ = "0.1.0"
 
-from . import ops  # noqa: E402,F401  (registers the custom ops; compiles nothing)
+from . import ops  # noqa: F401  (registers the custom ops; compiles nothing)
 
 # The generation tools (stylegan_fast.generate, .mix, .interpolate, .fid, ...), imported on first
 # use so that importing stylegan_fast stays cheap.

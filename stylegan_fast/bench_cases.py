@@ -188,7 +188,7 @@ def enable_many_recompiles(limit: int = 4096) -> None:
             setattr(config, name, max(getattr(config, name), limit))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def compiled_reference(op: str) -> Callable:
     """``torch.compile`` of the op's reference, one per process (each shape specializes)."""
     enable_many_recompiles()

@@ -22,9 +22,23 @@ from typing import Callable, Optional
 import torch
 
 from . import environment
-from .bench_cases import (BASELINES, MODES, OPS, PRESETS, Case, canonical_dtype, default_backends,
-                          default_device, default_preset, known_backends, make_cases, make_inputs,
-                          min_bytes, op_function, parse_shape)
+from .bench_cases import (
+    BASELINES,
+    MODES,
+    OPS,
+    PRESETS,
+    Case,
+    canonical_dtype,
+    default_backends,
+    default_device,
+    default_preset,
+    known_backends,
+    make_cases,
+    make_inputs,
+    min_bytes,
+    op_function,
+    parse_shape,
+)
 from .bench_table import CASE_COLUMNS, SPEEDUP_COLUMNS, Column, table_header, table_row
 
 COPY_BUFFER_MIB = {"cuda": 256, "cpu": 64}

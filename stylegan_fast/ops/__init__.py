@@ -1,14 +1,32 @@
 """Fused StyleGAN epilogue ops, each with selectable backends (see :mod:`.backends`)."""
 from .adain import adain, adain_reference
-from .backends import (BackendStatus, BackendUnavailableError, available_backends,
-                       register_backend, register_impl, resolve_backend, use_backend)
+from .backends import (
+                       BackendStatus,
+                       BackendUnavailableError,
+                       available_backends,
+                       register_backend,
+                       register_impl,
+                       resolve_backend,
+                       use_backend,
+)
 from .bias_act import bias_act, bias_act_reference
 from .noise_inject import noise_inject, noise_inject_reference
 from .style_epilogue import style_epilogue, style_epilogue_reference
 
 __all__ = [
-    "adain", "adain_reference", "bias_act", "bias_act_reference", "noise_inject",
-    "noise_inject_reference", "style_epilogue", "style_epilogue_reference",
-    "BackendStatus", "BackendUnavailableError", "available_backends", "register_backend",
-    "register_impl", "resolve_backend", "use_backend",
+                       "BackendStatus",
+                       "BackendUnavailableError",
+                       "adain",
+                       "adain_reference",
+                       "available_backends",
+                       "bias_act",
+                       "bias_act_reference",
+                       "noise_inject",
+                       "noise_inject_reference",
+                       "register_backend",
+                       "register_impl",
+                       "resolve_backend",
+                       "style_epilogue",
+                       "style_epilogue_reference",
+                       "use_backend",
 ]

@@ -26,8 +26,7 @@ from __future__ import annotations
 import torch
 
 from . import backends
-from ._common import (check_input, check_param, check_scalar, compute_dtype, like,
-                      no_double_backward)
+from ._common import check_input, check_param, check_scalar, compute_dtype, like, no_double_backward
 
 NCHW = "[N, C, H, W]"
 

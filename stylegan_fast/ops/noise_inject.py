@@ -29,8 +29,16 @@ from typing import Optional
 import torch
 
 from . import backends
-from ._common import (channel_view, check_input, check_param, compute_dtype, draw_noise_seed,
-                      like, no_double_backward, seeded_normal)
+from ._common import (
+    channel_view,
+    check_input,
+    check_param,
+    compute_dtype,
+    draw_noise_seed,
+    like,
+    no_double_backward,
+    seeded_normal,
+)
 
 NCHW = "[N, C, H, W]"
 

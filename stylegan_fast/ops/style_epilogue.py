@@ -36,10 +36,24 @@ from typing import Optional
 import torch
 
 from . import backends
-from ._common import (channel_view, check_input, check_param, check_scalar, compute_dtype,
-                      draw_noise_seed, like, no_double_backward)
-from .adain import (adain_reference, check_styles, fake_stats, instance_stats, modulate,
-                    modulate_backward)
+from ._common import (
+    channel_view,
+    check_input,
+    check_param,
+    check_scalar,
+    compute_dtype,
+    draw_noise_seed,
+    like,
+    no_double_backward,
+)
+from .adain import (
+    adain_reference,
+    check_styles,
+    fake_stats,
+    instance_stats,
+    modulate,
+    modulate_backward,
+)
 from .noise_inject import check_noise, noise_grad, noise_values
 
 

@@ -3,8 +3,7 @@ import functools
 import pytest
 import torch
 
-import stylegan_fast.nn.equalized as equalized
-from stylegan_fast.nn import downsample2d, minibatch_stddev
+from stylegan_fast.nn import downsample2d, equalized, minibatch_stddev
 from stylegan_fast.ops import bias_act_reference, use_backend
 
 from .helpers import tiny_discriminator

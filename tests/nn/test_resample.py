@@ -2,8 +2,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stylegan_fast.nn import (Blur, Downsample, Upsample, blur2d, downconv2d, downsample2d,
-                              fused_downconv_weight, fused_upconv_weight, upconv2d, upsample2d)
+from stylegan_fast.nn import (
+    Blur,
+    Downsample,
+    Upsample,
+    blur2d,
+    downconv2d,
+    downsample2d,
+    fused_downconv_weight,
+    fused_upconv_weight,
+    upconv2d,
+    upsample2d,
+)
 
 
 def test_blur_of_a_delta_is_the_normalized_121_filter_per_channel():

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import pytest
 import torch
 
-import stylegan_fast.ops as ops
+from stylegan_fast import ops
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 LOW_PRECISION = (torch.float16, torch.bfloat16)

@@ -2,12 +2,19 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-import stylegan_fast.ops as ops
+from stylegan_fast import ops
 from stylegan_fast.ops import adain, adain_reference
 
-from .helpers import (ALL_DTYPES, ODD_SHAPES, assert_close_to_reference,
-                      assert_double_backward_raises, gradcheck_options, parametrize_backends, rand,
-                      saved_bytes)
+from .helpers import (
+    ALL_DTYPES,
+    ODD_SHAPES,
+    assert_close_to_reference,
+    assert_double_backward_raises,
+    gradcheck_options,
+    parametrize_backends,
+    rand,
+    saved_bytes,
+)
 
 
 def styles(n, c, dtype, device):
@@ -18,7 +25,7 @@ def styles(n, c, dtype, device):
 @pytest.mark.parametrize("scale_offset", [1.0, 0.0])
 def test_gradcheck(device, backend, scale_offset):
     x = rand((2, 3, 4, 5), torch.float64, device)
-    fn = lambda x, s, b: adain(x, s, b, eps=1e-5, scale_offset=scale_offset)  # noqa: E731
+    fn = lambda x, s, b: adain(x, s, b, eps=1e-5, scale_offset=scale_offset)
     with ops.use_backend(backend):
         assert gradcheck(fn, (x, *styles(2, 3, torch.float64, device)),
                          **gradcheck_options(backend))

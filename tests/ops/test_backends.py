@@ -3,7 +3,7 @@ import warnings
 import pytest
 import torch
 
-import stylegan_fast.ops as ops
+from stylegan_fast import ops
 from stylegan_fast.ops import backends
 from stylegan_fast.ops.bias_act import Reference as BiasActReference
 
@@ -160,7 +160,6 @@ def test_prepare_runs_only_for_an_explicit_request_and_only_once():
     def prepare(device_type):
         state["prepared"] += 1
         state["built"] = True
-        return None
 
     backends.register_backend("lazy", priority=100, probe=probe, prepare=prepare)
     backends.register_impl("bias_act", "lazy", BiasActReference)

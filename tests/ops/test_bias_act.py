@@ -2,11 +2,18 @@ import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
 
-import stylegan_fast.ops as ops
+from stylegan_fast import ops
 from stylegan_fast.ops import bias_act, bias_act_reference
 
-from .helpers import (ALL_DTYPES, ODD_SHAPES, assert_close_to_reference, gradcheck_options,
-                      parametrize_backends, rand, saved_bytes)
+from .helpers import (
+    ALL_DTYPES,
+    ODD_SHAPES,
+    assert_close_to_reference,
+    gradcheck_options,
+    parametrize_backends,
+    rand,
+    saved_bytes,
+)
 
 ACT_CONFIGS = [
     dict(act="lrelu", alpha=0.2, gain=1.0, clamp=None),
@@ -22,7 +29,7 @@ ACT_CONFIGS = [
 def test_gradcheck_and_gradgradcheck(device, backend, config):
     x = rand((2, 3, 4, 5), torch.float64, device)
     b = rand((3,), torch.float64, device)
-    fn = lambda x, b: bias_act(x, b, **config)  # noqa: E731
+    fn = lambda x, b: bias_act(x, b, **config)
     with ops.use_backend(backend):
         assert gradcheck(fn, (x, b), **gradcheck_options(backend))
         assert gradgradcheck(fn, (x, b), **gradcheck_options(backend))

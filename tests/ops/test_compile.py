@@ -1,6 +1,6 @@
 import torch
 
-import stylegan_fast.ops as ops
+from stylegan_fast import ops
 
 
 def layer(x, b, s, sb, strength, noise, w):

@@ -2,12 +2,19 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-import stylegan_fast.ops as ops
+from stylegan_fast import ops
 from stylegan_fast.ops import noise_inject, style_epilogue, style_epilogue_reference
 
-from .helpers import (ALL_DTYPES, ODD_SHAPES, assert_close_to_reference,
-                      assert_double_backward_raises, gradcheck_options, parametrize_backends, rand,
-                      saved_bytes)
+from .helpers import (
+    ALL_DTYPES,
+    ODD_SHAPES,
+    assert_close_to_reference,
+    assert_double_backward_raises,
+    gradcheck_options,
+    parametrize_backends,
+    rand,
+    saved_bytes,
+)
 
 GAIN = 2 ** 0.5
 

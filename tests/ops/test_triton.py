@@ -4,9 +4,15 @@ import importlib
 import pytest
 import torch
 
-import stylegan_fast.ops as ops
-from stylegan_fast.ops import (adain, adain_reference, bias_act, bias_act_reference, noise_inject,
-                               noise_inject_reference)
+from stylegan_fast import ops
+from stylegan_fast.ops import (
+    adain,
+    adain_reference,
+    bias_act,
+    bias_act_reference,
+    noise_inject,
+    noise_inject_reference,
+)
 
 from .helpers import DEVICES, assert_close_to_reference, backends_for, rand
 from .test_style_epilogue import epilogue, epilogue_reference, make_args

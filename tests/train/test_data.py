@@ -6,9 +6,16 @@ import torch
 from PIL import Image
 
 from stylegan_fast.train import TrainConfig, train
-from stylegan_fast.train.data import (DatasetError, ImageDataset, ShardedInfiniteSampler,
-                                      builtin_faces, mirror, open_dataset, reals_at,
-                                      to_square_array)
+from stylegan_fast.train.data import (
+    DatasetError,
+    ImageDataset,
+    ShardedInfiniteSampler,
+    builtin_faces,
+    mirror,
+    open_dataset,
+    reals_at,
+    to_square_array,
+)
 
 
 def write_image(path, size=(40, 30), mode="RGB", color=(200, 100, 50)):

@@ -5,8 +5,7 @@ import torch
 from stylegan_fast.models import Discriminator
 from stylegan_fast.ops import use_backend
 from stylegan_fast.train.ema import make_ema, update_ema
-from stylegan_fast.train.loss import (discriminator_loss, generator_loss, r1_penalty,
-                                      r1_weight)
+from stylegan_fast.train.loss import discriminator_loss, generator_loss, r1_penalty, r1_weight
 
 
 def test_logistic_losses():

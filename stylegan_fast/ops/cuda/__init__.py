@@ -23,7 +23,7 @@ from .._common import compute_dtype, like
 from ..bias_act import needs_mask, negative_slope
 from . import build
 
-__all__ = ["BiasActCuda", "NoiseInjectCuda", "AdainCuda", "StyleEpilogueCuda", "build"]
+__all__ = ["AdainCuda", "BiasActCuda", "NoiseInjectCuda", "StyleEpilogueCuda", "build"]
 
 
 def _ext():

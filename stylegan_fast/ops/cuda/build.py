@@ -173,7 +173,7 @@ def _toolkit_root(nvcc: str) -> Path:
     try:
         out = subprocess.run([nvcc, "--dryrun", "-c", "-x", "cu", os.devnull, "-o", os.devnull],
                              capture_output=True, text=True, timeout=60)
-        match = re.search(r"^#\$ TOP=(.+)$", out.stdout + out.stderr, re.M)
+        match = re.search(r"^#\$ TOP=(.+)$", out.stdout + out.stderr, re.MULTILINE)
         if match:
             return Path(match.group(1).strip()).resolve()
     except (OSError, subprocess.SubprocessError):

@@ -14,8 +14,15 @@ import triton.language as tl
 from .. import backends
 from .._common import compute_dtype, like
 from ..noise_inject import Reference as NoiseReference
-from ._common import (accumulator, check_noise_size, noise_at, num_warps, plane_layout,
-                      plane_tiles, seed_value)
+from ._common import (
+    accumulator,
+    check_noise_size,
+    noise_at,
+    num_warps,
+    plane_layout,
+    plane_tiles,
+    seed_value,
+)
 
 
 @triton.jit

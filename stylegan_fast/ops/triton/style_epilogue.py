@@ -19,12 +19,20 @@ import torch
 import triton
 import triton.language as tl
 
-from ..style_epilogue import Reference as EpilogueReference
-from ..noise_inject import noise_grad
-from .._common import compute_dtype, like
 from .. import backends
-from ._common import (TARGET_PROGRAMS, accumulator, check_noise_size, noise_at, num_warps,
-                      plane_layout, plane_tiles, seed_value)
+from .._common import compute_dtype, like
+from ..noise_inject import noise_grad
+from ..style_epilogue import Reference as EpilogueReference
+from ._common import (
+    TARGET_PROGRAMS,
+    accumulator,
+    check_noise_size,
+    noise_at,
+    num_warps,
+    plane_layout,
+    plane_tiles,
+    seed_value,
+)
 
 
 @triton.jit
