@@ -234,15 +234,10 @@ def _grad_stats_kernel(
 
 
 @triton.jit
-def _input_grad_tile(x_ptr, dy_ptr, dx_ptr, bias_ptr, strength_ptr, noise_ptr, seed, noise_s_n,
-                     n, c, hw, offsets, valid, C, HW, alpha, gain, mean, rstd, scale, mean_dy,
-                     mean_dy_xhat, HAS_BIAS: tl.constexpr, HAS_NOISE: tl.constexpr,
-                     NOISE_FROM_SEED: tl.constexpr, HAS_ACT: tl.constexpr, ACC: tl.constexpr):
-    """Write dx = dt of one tile; return its per-channel sums of dt and dt * noise."""
-    t, a, noise = _pre_activation(x_ptr, bias_ptr, strength_ptr, noise_ptr, seed, noise_s_n, n,
-                                  c, hw, offsets, valid, C, HW, alpha, gain, HAS_BIAS, HAS_NOISE,
-                                  NOISE_FROM_SEED, HAS_ACT, ACC)
-    dy = tl.load(dy_ptr + offsets, mask=valid, other=0.0).to(ACC)
+def _input_grad(t, a, noise, dy, valid, dx_ptr, offsets, alpha, gain, mean, rstd, scale, mean_dy,
+                mean_dy_xhat, HAS_ACT: tl.constexpr):
+    """Write dx = dt of one tile whose t, a, noise and dy are loaded; return its per-channel sums
+    of dt and dt * noise. da = rstd * scale * (dy - E[dy] - xhat * E[dy * xhat])."""
     xhat = (a - mean[:, None]) * rstd[:, None]
     dt = (rstd * scale)[:, None] * (dy - mean_dy[:, None] - xhat * mean_dy_xhat[:, None])
     if HAS_ACT:
@@ -296,18 +291,25 @@ def _grad_input_kernel(
         tl.store(dscale_ptr + stat_offsets, sum_dy_xhat, mask=c < C)
     mean_dy = sum_dy / HW
     mean_dy_xhat = sum_dy_xhat / HW
-    sum_dt = tl.zeros([BLOCK_C], dtype=ACC)
-    sum_dt_noise = tl.zeros([BLOCK_C], dtype=ACC)
-    for hw0 in range(start, end, BLOCK_HW):
-        n, c, hw, offsets = _tile_offsets(pid, C, HW, s_n, s_c, s_hw, hw0, SPLITS, BLOCK_C,
-                                          BLOCK_HW)
-        valid = (c < C)[:, None] & (hw < end)[None, :]
-        tile_dt, tile_dt_noise = _input_grad_tile(
-            x_ptr, dy_ptr, dx_ptr, bias_ptr, strength_ptr, noise_ptr, seed, noise_s_n, n, c, hw,
-            offsets, valid, C, HW, alpha, gain, mean, rstd, scale, mean_dy, mean_dy_xhat,
-            HAS_BIAS, HAS_NOISE, NOISE_FROM_SEED, HAS_ACT, ACC)
-        sum_dt += tile_dt
-        sum_dt_noise += tile_dt_noise
+    if SINGLE_PASS:  # the plane is still in registers: one read of x and dy in all
+        sum_dt, sum_dt_noise = _input_grad(t, a, noise, dy, valid, dx_ptr, offsets, alpha, gain,
+                                           mean, rstd, scale, mean_dy, mean_dy_xhat, HAS_ACT)
+    else:
+        sum_dt = tl.zeros([BLOCK_C], dtype=ACC)
+        sum_dt_noise = tl.zeros([BLOCK_C], dtype=ACC)
+        for hw0 in range(start, end, BLOCK_HW):
+            n, c, hw, offsets = _tile_offsets(pid, C, HW, s_n, s_c, s_hw, hw0, SPLITS, BLOCK_C,
+                                              BLOCK_HW)
+            valid = (c < C)[:, None] & (hw < end)[None, :]
+            t, a, noise = _pre_activation(x_ptr, bias_ptr, strength_ptr, noise_ptr, seed,
+                                          noise_s_n, n, c, hw, offsets, valid, C, HW, alpha, gain,
+                                          HAS_BIAS, HAS_NOISE, NOISE_FROM_SEED, HAS_ACT, ACC)
+            dy = tl.load(dy_ptr + offsets, mask=valid, other=0.0).to(ACC)
+            tile_dt, tile_dt_noise = _input_grad(t, a, noise, dy, valid, dx_ptr, offsets, alpha,
+                                                 gain, mean, rstd, scale, mean_dy, mean_dy_xhat,
+                                                 HAS_ACT)
+            sum_dt += tile_dt
+            sum_dt_noise += tile_dt_noise
     tl.store(channel_part_ptr + rows + split, sum_dt, mask=c < C)
     tl.store(channel_part_ptr + part_stride + rows + split, sum_dt_noise, mask=c < C)
 

@@ -1,0 +1,92 @@
+"""Compile every Triton kernel specialization our launchers request for sm_90, without a GPU.
+
+Run as a script in a process WITHOUT ``TRITON_INTERPRET`` (the interpreter never compiles, so it
+misses what only the compiler rejects). ``JITFunction.run`` is replaced by a function that turns
+the launch's arguments into a signature (ints equal to 1 become constexprs, as Triton specializes
+them) and compiles it for ``GPUTarget("cuda", 90, 32)`` instead of launching. The launchers are
+driven with CPU tensors through the triton backend's forward/backward entry points. Prints
+``compiled N kernels`` on success.
+"""
+import inspect
+import os
+import sys
+
+assert os.environ.get("TRITON_INTERPRET", "0") != "1", "run without TRITON_INTERPRET"
+
+import torch  # noqa: E402
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler import ASTSource  # noqa: E402
+from triton.runtime.jit import JITFunction  # noqa: E402
+
+POINTER = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16",
+           torch.float64: "*fp64", torch.uint8: "*u8", torch.int64: "*i64"}
+TARGET = GPUTarget("cuda", 90, 32)
+compiled = set()
+
+
+def compile_instead_of_launch(self, *args, grid, warmup, **kwargs):
+    bound = inspect.signature(self.fn).bind(*args, **{k: v for k, v in kwargs.items()
+                                                     if k in self.arg_names})
+    signature, constexprs = {}, {}
+    for index, name in enumerate(self.arg_names):
+        value = bound.arguments[name]
+        if index in self.constexprs or (isinstance(value, int) and not isinstance(value, bool)
+                                        and value == 1):
+            signature[name] = "constexpr"
+            constexprs[(index,)] = value
+        elif isinstance(value, torch.Tensor):
+            signature[name] = POINTER[value.dtype]
+        elif isinstance(value, bool):
+            signature[name] = "i1"
+        elif isinstance(value, int):
+            signature[name] = "i32" if -2**31 <= value < 2**31 else "i64"
+        elif isinstance(value, float):
+            signature[name] = "fp32"
+        else:
+            raise TypeError(f"{self.fn.__name__}: argument {name}={value!r}")
+    key = (self.fn.__name__, tuple(sorted(signature.items())), repr(sorted(constexprs.items())))
+    if key not in compiled:
+        options = {"num_warps": kwargs.get("num_warps", 4)}
+        triton.compile(ASTSource(self, signature, constexprs), target=TARGET, options=options)
+        compiled.add(key)
+
+
+JITFunction.run = compile_instead_of_launch
+
+from stylegan_fast.ops.triton.bias_act import BiasActTriton  # noqa: E402
+from stylegan_fast.ops.triton.noise_inject import NoiseInjectTriton  # noqa: E402
+from stylegan_fast.ops.triton.style_epilogue import backward as epilogue_backward  # noqa: E402
+from stylegan_fast.ops.triton.style_epilogue import forward as epilogue_forward  # noqa: E402
+
+assert tl.float32 is not None
+SEED = torch.tensor([123])
+for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+    small = dtype if dtype == torch.float64 else torch.float32
+    for shape in ((2, 8, 4, 4), (2, 3, 130, 129), (1, 1, 1, 1)):
+        for channels_last in (False, True):
+            x = torch.randn(shape).to(dtype)
+            if channels_last:
+                x = x.to(memory_format=torch.channels_last)
+            n, c, h, w = shape
+            b, strength = torch.randn(c, dtype=small), torch.randn(c, dtype=small)
+            styles = torch.randn(n, c, dtype=small), torch.randn(n, c, dtype=small)
+            for clamp in (None, 0.5):
+                y, mask = BiasActTriton.forward(x, b, 1, "lrelu", 0.2, 1.4, clamp)
+                BiasActTriton.backward(y, mask, 1, "lrelu", 0.2, 1.4, clamp, True)
+            BiasActTriton.backward(x, x.new_empty(0, dtype=torch.uint8), 1, "linear", 1.0, 1.0,
+                                   None, False)
+            for noise in (None, torch.randn(1, 1, h, w, dtype=small)):
+                NoiseInjectTriton.forward(x, strength, noise, SEED)
+                NoiseInjectTriton.backward(x, strength, noise, SEED, noise is not None)
+                y, mean, rstd = epilogue_forward(x, b, *styles, strength, noise, SEED, 0.2, 1.0,
+                                                 1e-8, 1.0)
+                epilogue_backward(y, x, b, styles[0], strength, noise, SEED, mean, rstd, 0.2, 1.0,
+                                  1.0, False)
+            y, mean, rstd = epilogue_forward(x, None, *styles, None, None, None, 1.0, 1.0, 1e-8,
+                                             1.0, has_act=False)
+            epilogue_backward(y, x, None, styles[0], None, None, None, mean, rstd, 1.0, 1.0, 1.0,
+                              False, has_act=False)
+print(f"compiled {len(compiled)} kernels", file=sys.stderr)
+print(f"compiled {len(compiled)} kernels")
