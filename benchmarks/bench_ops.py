@@ -1,9 +1,10 @@
-"""pytest-benchmark suite over the op benchmark cases of :mod:`stylegan_fast.bench_cases`.
+"""pytest-benchmark suite over the op benchmark cases of :mod:`stylegan_fast.bench.op_cases`.
 
 The smoke preset on CPU, the gpu preset when CUDA is available. Each test first checks the backend
-under test against the eager reference function, then times it: the CUDA-event median, GB/s, % of
-the copy bandwidth, peak memory and speedups go to ``benchmark.extra_info``. Set
-``STYLEGAN_FAST_BENCH_JSONL=path`` to also append the result records to a JSON Lines file.
+under test against the op's plain definition (its ``*_reference`` function), then times it: the
+CUDA-event median, GB/s, % of the copy bandwidth, peak memory and speedups go to
+``benchmark.extra_info``. Set ``STYLEGAN_FAST_BENCH_JSONL=path`` to also append the result records
+to a JSON Lines file.
 """
 from __future__ import annotations
 
@@ -12,19 +13,19 @@ import os
 import pytest
 import torch
 
-from stylegan_fast import benchmark as bench
-from stylegan_fast.bench_cases import (
+from stylegan_fast.bench import op_bench
+from stylegan_fast.bench.baselines import default_backends
+from stylegan_fast.bench.op_cases import (
     OP_SPECS,
     OPS,
     PRESETS,
-    default_backends,
-    default_device,
-    default_preset,
     make_cases,
     make_inputs,
     op_function,
-    public_on_backend,
 )
+from stylegan_fast.bench.records import append_jsonl, fill_speedups
+from stylegan_fast.bench.runner import default_preset
+from stylegan_fast.bench.timing import copy_bandwidth_gbps, default_device, synchronize
 
 JSONL_ENV_VAR = "STYLEGAN_FAST_BENCH_JSONL"
 DEVICE = default_device()
@@ -34,12 +35,12 @@ CASES = make_cases(OPS, default_backends(DEVICE), PRESET.dtypes, PRESET.shapes, 
 TOLERANCES = {"float32": {"rtol": 1e-4, "atol": 1e-4},
               "bfloat16": {"rtol": 2e-2, "atol": 2e-2},
               "float16": {"rtol": 2e-3, "atol": 2e-3}}
-_BASELINE_MS: dict = {}  # medians of the ref/compile cases measured so far, for speedups
+_BASELINE_MS: dict = {}  # medians of the eager/compile cases measured so far, for speedups
 
 
 @pytest.fixture(scope="module")
 def copy_gbps() -> float:
-    return bench.copy_bandwidth_gbps(DEVICE)
+    return copy_bandwidth_gbps(DEVICE)
 
 
 def outputs_and_grads(case, fn) -> dict:
@@ -55,12 +56,10 @@ def outputs_and_grads(case, fn) -> dict:
 
 
 def check_against_reference(case) -> None:
-    """The backend under test matches the eager reference function (for ``ref`` itself: the public
-    op on its ``ref`` backend is tested, since the reference function is the definition)."""
-    tested = (public_on_backend(case.op, "ref") if case.backend == "ref"
-              else op_function(case.op, case.backend))
+    """The backend under test (``eager`` included: the public op on that backend) matches the
+    op's plain definition, called directly."""
     expected = outputs_and_grads(case, OP_SPECS[case.op].reference)
-    actual = outputs_and_grads(case, tested)
+    actual = outputs_and_grads(case, op_function(case.op, case.backend))
     assert actual.keys() == expected.keys()
     for name, value in actual.items():
         torch.testing.assert_close(value, expected[name], **TOLERANCES[case.dtype],
@@ -70,18 +69,18 @@ def check_against_reference(case) -> None:
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_op_benchmark(benchmark, case, copy_gbps):
     check_against_reference(case)
-    runner = bench.prepare(case)
-    record = bench.measure(case, runner, PRESET.reps, PRESET.warmup, copy_gbps)
-    bench.fill_speedups(record, case, _BASELINE_MS)
+    runner = op_bench.prepare(case)
+    record = op_bench.measure(case, runner, PRESET.reps, PRESET.warmup, copy_gbps)
+    fill_speedups(record, case, _BASELINE_MS)
     assert record["median_ms"] > 0 and record["gbps"] > 0
     benchmark.group = f"{case.op} {case.dtype} {'x'.join(map(str, case.shape))} {case.mode}"
     benchmark.extra_info.update(record)
     if os.environ.get(JSONL_ENV_VAR):
-        bench.append_jsonl(os.environ[JSONL_ENV_VAR], record)
+        append_jsonl(os.environ[JSONL_ENV_VAR], record)
 
     def synchronized_step():
         runner.step()
-        bench.synchronize(case.device)
+        synchronize(case.device)
 
     benchmark.pedantic(synchronized_step, setup=runner.reset, rounds=PRESET.reps,
                        warmup_rounds=PRESET.warmup)

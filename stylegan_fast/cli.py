@@ -41,9 +41,9 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from . import benchmark
+    from .bench import command
 
-    return benchmark.main(args)
+    return command.main(args)
 
 
 def _build_ext(args: argparse.Namespace) -> int:
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="what each backend needs and whether it is there")
     doctor.set_defaults(func=_doctor)
     bench = commands.add_parser("bench", help="time the ops per backend and print a table")
-    from .benchmark import add_arguments
+    from .bench.command import add_arguments
 
     add_arguments(bench)
     bench.set_defaults(func=_bench)

@@ -101,6 +101,8 @@ def no_double_backward(backward_op, op_name: str) -> None:
         raise RuntimeError(
             f"stylegan_fast.ops.{op_name} does not support double backward (a second derivative "
             f"through it, e.g. torch.autograd.grad(..., create_graph=True) then backward). "
-            f"Use stylegan_fast.ops.{op_name}_reference where a second derivative is needed.")
+            f"Where a second derivative is needed, run it on the 'eager' backend "
+            f"(stylegan_fast.ops.use_backend('eager')) or call "
+            f"stylegan_fast.ops.{op_name}_reference.")
 
     backward_op.register_autograd(backward, setup_context=setup_context)

@@ -19,7 +19,8 @@ Backend interface (``register_impl("adain", name, impl)``)::
     impl.backward(dy, x, mean, rstd, style_scale, scale_offset) -> (dx, dstyle_scale, dstyle_bias)
         mean, rstd, dstyle_*: [N, C] float32 (float64 for float64 x)
 
-Double backward is not supported (it raises a clear error).
+Double backward is not supported (it raises a clear error), except on the ``eager`` backend,
+where autograd differentiates ``adain_reference`` like any PyTorch code.
 """
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ def adain(x: torch.Tensor, style_scale: torch.Tensor, style_bias: torch.Tensor,
     eps = check_scalar("eps", eps, minimum=0.0)
     scale_offset = check_scalar("scale_offset", scale_offset)
     backend = backends.resolve_backend("adain", x.device)
+    if backend == backends.EAGER:
+        return adain_reference(x, style_scale, style_bias, eps, scale_offset)
     return _adain_op(x, style_scale, style_bias, eps, scale_offset, backend)[0]
 
 
@@ -160,3 +163,4 @@ def _backward(ctx, dy, _dmean, _drstd):
 _adain_op.register_autograd(_backward, setup_context=_setup_forward)
 no_double_backward(_adain_backward_op, "adain")
 backends.register_impl("adain", "ref", Reference)
+backends.register_impl("adain", backends.EAGER, adain_reference)

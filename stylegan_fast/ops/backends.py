@@ -1,11 +1,21 @@
 """Backend registry and selection for the fused ops.
 
-A *backend* is a family of implementations (``ref``, ``triton``, ``cuda``) with a priority and a
-probe that says whether it can run on a given device type. An *implementation* is what one backend
-provides for one op: an object with the ``forward``/``backward`` callables that the op's module
-documents. Adding a backend for an op is one call::
+A *backend* is a family of implementations (``eager``, ``ref``, ``triton``, ``cuda``) with a
+priority and a probe that says whether it can run on a given device type. An *implementation* is
+what one backend provides for one op: an object with the ``forward``/``backward`` callables that
+the op's module documents. Adding a backend for an op is one call::
 
     register_impl("bias_act", "triton", BiasActTriton)
+
+The built-in backends:
+
+* ``eager``: each op's plain differentiable definition (its ``*_reference`` function) called in
+  place of the custom op, so autograd records ordinary PyTorch ops and saves what they save;
+  nothing fused. Never chosen by ``auto``: it is the baseline that benchmarks compare against
+  (and that ``torch.compile`` optimizes as a whole). Its implementation of an op is that function.
+* ``ref``: the custom op with the op module's ``Reference``: plain-PyTorch math, but the op's own
+  memory-lean backward (saves only what the op documents). The definition of correctness.
+* ``triton``, ``cuda``: fused kernels, loaded lazily from their packages (``module=`` below).
 
 Selection, per op call and device type:
 
@@ -258,8 +268,13 @@ def _probe_triton(device_type: str) -> Optional[str]:
     return f"Triton does not run {device_type} tensors"
 
 
+EAGER = "eager"
+register_backend(EAGER, priority=-10, probe=lambda device_type: None, auto_devices=(),
+                 description="plain differentiable PyTorch (each op's *_reference), autograd "
+                             "through ordinary ops, nothing fused; explicit use only")
 register_backend("ref", priority=0, probe=lambda device_type: None,
-                 description="plain PyTorch reference, runs everywhere")
+                 description="plain-PyTorch math behind the ops' lean autograd; the definition "
+                             "of correctness, runs everywhere")
 register_backend("triton", priority=10, probe=_probe_triton, auto_devices=("cuda",),
                  module="stylegan_fast.ops.triton", description="Triton kernels")
 

@@ -75,6 +75,8 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     else:
         dim = 0
     backend = backends.resolve_backend("bias_act", x.device)
+    if backend == backends.EAGER:
+        return bias_act_reference(x, b, dim, act, alpha, gain, clamp)
     y, _ = _bias_act_op(x, b, dim, act, alpha, gain, clamp, backend)
     return y
 
@@ -191,3 +193,4 @@ def _double_backward(ctx, ddx, ddb):
 _bias_act_op.register_autograd(_backward, setup_context=_setup_forward)
 _bias_act_backward_op.register_autograd(_double_backward, setup_context=_setup_backward)
 backends.register_impl("bias_act", "ref", Reference)
+backends.register_impl("bias_act", backends.EAGER, bias_act_reference)

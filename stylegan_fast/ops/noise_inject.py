@@ -20,7 +20,8 @@ Backend interface (``register_impl("noise_inject", name, impl)``)::
     impl.backward(dy, strength, noise, seed, compute_dnoise) -> (dstrength, dnoise)
         float32 (float64 for float64 dy); dnoise has noise's shape, or is empty
 
-Double backward is not supported (it raises a clear error).
+Double backward is not supported (it raises a clear error), except on the ``eager`` backend,
+where autograd differentiates ``noise_inject_reference`` like any PyTorch code.
 """
 from __future__ import annotations
 
@@ -79,8 +80,10 @@ def noise_inject(x: torch.Tensor, strength: torch.Tensor,
     """
     check_input("x", x, rank=4, layout=NCHW)
     check_noise(strength, noise, x, "strength")
-    seed = draw_noise_seed(x) if noise is None else None
     backend = backends.resolve_backend("noise_inject", x.device)
+    if backend == backends.EAGER:
+        return noise_inject_reference(x, strength, noise)
+    seed = draw_noise_seed(x) if noise is None else None
     return _noise_inject_op(x, strength, noise, seed, backend)
 
 
@@ -157,3 +160,4 @@ def _backward(ctx, dy):
 _noise_inject_op.register_autograd(_backward, setup_context=_setup_forward)
 no_double_backward(_noise_inject_backward_op, "noise_inject")
 backends.register_impl("noise_inject", "ref", Reference)
+backends.register_impl("noise_inject", backends.EAGER, noise_inject_reference)

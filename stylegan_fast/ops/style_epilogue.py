@@ -27,7 +27,8 @@ Backend interface (``register_impl("style_epilogue", name, impl)``)::
         reductions in float32 (float64 for float64 x); dbias / dnoise_strength empty when that
         input is None, dnoise empty unless compute_dnoise
 
-Double backward is not supported (it raises a clear error).
+Double backward is not supported (it raises a clear error), except on the ``eager`` backend,
+where autograd differentiates ``style_epilogue_reference`` like any PyTorch code.
 """
 from __future__ import annotations
 
@@ -85,8 +86,11 @@ def style_epilogue(x: torch.Tensor, bias: Optional[torch.Tensor], style_scale: t
     gain = check_scalar("gain", gain)
     eps = check_scalar("eps", eps, minimum=0.0)
     scale_offset = check_scalar("scale_offset", scale_offset)
-    seed = draw_noise_seed(x) if noise_strength is not None and noise is None else None
     backend = backends.resolve_backend("style_epilogue", x.device)
+    if backend == backends.EAGER:
+        return style_epilogue_reference(x, bias, style_scale, style_bias, noise_strength, noise,
+                                        alpha, gain, eps, scale_offset)
+    seed = draw_noise_seed(x) if noise_strength is not None and noise is None else None
     return _style_epilogue_op(x, bias, style_scale, style_bias, noise_strength, noise, seed,
                               alpha, gain, eps, scale_offset, backend)[0]
 
@@ -216,3 +220,4 @@ def _backward(ctx, dy, _dmean, _drstd):
 _style_epilogue_op.register_autograd(_backward, setup_context=_setup_forward)
 no_double_backward(_style_epilogue_backward_op, "style_epilogue")
 backends.register_impl("style_epilogue", "ref", Reference)
+backends.register_impl("style_epilogue", backends.EAGER, style_epilogue_reference)

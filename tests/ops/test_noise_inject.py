@@ -45,11 +45,11 @@ def test_gradcheck_with_generated_noise(device, backend):
 
 
 @parametrize_backends
-def test_double_backward_raises_clearly(device, backend):
+def test_double_backward_raises_clearly_except_on_eager(device, backend):
     args = (rand((2, 3, 4, 5), torch.float64, device), rand((3,), torch.float64, device),
             rand((2, 1, 4, 5), torch.float64, device))
     with ops.use_backend(backend):
-        assert_double_backward_raises(noise_inject, args, "noise_inject")
+        assert_double_backward_raises(noise_inject, args, "noise_inject", backend)
 
 
 @parametrize_backends
@@ -76,6 +76,9 @@ def test_empty(device, backend, shape):
 
 @parametrize_backends
 def test_generated_noise_distribution(device, backend):
+    # A fixed seed: the bounds below are ~2.7 sigma, so an unseeded run (whose draw depends on
+    # the tests that ran before) fails about 1% of the time with a perfect generator.
+    torch.manual_seed(0)
     n, c, h, w = 8, 3, 32, 32
     x = rand((n, c, h, w), torch.float32, device, grad=False)
     strength = torch.tensor([0.5, -1.0, 2.0], device=device)

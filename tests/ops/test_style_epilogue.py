@@ -61,10 +61,10 @@ def test_gradcheck_with_generated_noise_and_no_bias(device, backend):
 
 
 @parametrize_backends
-def test_double_backward_raises_clearly(device, backend):
+def test_double_backward_raises_clearly_except_on_eager(device, backend):
     args = make_args((2, 3, 4, 5), torch.float64, device)
     with ops.use_backend(backend):
-        assert_double_backward_raises(epilogue, args, "style_epilogue")
+        assert_double_backward_raises(epilogue, args, "style_epilogue", backend)
 
 
 @parametrize_backends
@@ -159,7 +159,10 @@ def test_saves_at_most_40_percent_of_what_autograd_of_the_reference_saves(device
     with ops.use_backend(backend):
         fused = saved_bytes(epilogue, *args)
     reference = saved_bytes(epilogue_reference, *args)
-    assert fused <= 0.4 * reference, f"{fused} bytes saved vs {reference} by the reference"
+    if backend == "eager":  # autograd of the plain definition: exactly what it saves
+        assert fused == reference
+    else:
+        assert fused <= 0.4 * reference, f"{fused} bytes saved vs {reference} by the reference"
 
 
 @parametrize_backends

@@ -455,7 +455,10 @@ def load(*, build: bool = False):
 
     Raises :class:`NotBuilt` (not remembered) when it exists nowhere and ``build`` is False, and
     :class:`BuildError` when building or loading failed; that failure is remembered, so later
-    calls in this process raise it again at once instead of recompiling.
+    calls in this process raise it again at once instead of recompiling. The backend registry
+    re-probes after its own ``prepare``; code that loads or builds the extension another way and
+    wants ``auto`` to notice calls ``stylegan_fast.ops.backends.forget_probes("cuda")`` (this
+    module does not import the registry, which imports it).
     """
     with _STATE_LOCK:
         if _STATE["module"] is not None:
@@ -468,9 +471,6 @@ def load(*, build: bool = False):
             _STATE["error"] = str(exc)
             raise
         _STATE["module"] = module
-    from .. import backends  # a later auto choice may now pick the loaded extension
-
-    backends.forget_probes("cuda")
     return module
 
 

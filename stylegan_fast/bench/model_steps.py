@@ -1,14 +1,9 @@
-"""What the model benchmarks run: a StyleGAN1 training step and generation, on one backend.
+"""What the model benchmark runs on one backend: a StyleGAN1 training step, and generation.
 
-Backends (as in the op benchmark, :mod:`.bench_cases`):
-
-* ``ref``: the models with every fused op replaced by its plain-PyTorch ``*_reference`` function
-  (:func:`plain_pytorch_ops`), run eagerly: StyleGAN as one would write it in plain PyTorch, with
-  autograd saving whatever it saves.
-* ``compile``: the same plain-PyTorch models under ``torch.compile`` (inductor unless told
-  otherwise, default mode, static shapes). G and D are compiled; D's R1 pass runs eagerly, because
-  compiled graphs do not support double backward.
-* any other name (``triton``, ``cuda``): the models' fused ops inside ``ops.use_backend(name)``.
+The backends are those of :mod:`.baselines`: ``eager`` runs the models with every op on the
+``eager`` backend (StyleGAN as one would write it in plain PyTorch), ``compile`` the same models
+under ``torch.compile`` (G and D are compiled; D's R1 pass runs eagerly, because compiled graphs
+do not support double backward), and any other name the models' ops on that backend.
 
 :class:`TrainingStep`: one step on a fixed batch of random reals, without data loading. D step:
 fakes from G without grad, logistic loss, R1 (gamma 10, every step) on the reals, Adam; G step:
@@ -21,57 +16,22 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import sys
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Callable, Optional
 
 import torch
 
-from . import ops
-from .bench_cases import BASELINES, DTYPES, OP_SPECS, enable_many_recompiles
-from .train.ema import make_ema, update_ema
-from .train.loop import ADAM_BETAS, ADAM_EPS
-from .train.loss import discriminator_loss, generator_loss, r1_penalty
-from .train.schedule import ema_beta
+from ..train.ema import make_ema, update_ema
+from ..train.loop import ADAM_BETAS, ADAM_EPS
+from ..train.loss import discriminator_loss, generator_loss, r1_penalty
+from ..train.schedule import ema_beta
+from .baselines import backend_context, compiled
+from .model_cases import MODEL_DTYPES, ModelCase
+from .op_cases import DTYPES
 
-if TYPE_CHECKING:
-    from .bench_models import ModelCase
-
-MODEL_DTYPES = ("float32", "bfloat16")  # float16 training would need a gradient scaler
 R1_GAMMA = 10.0
 LEARNING_RATE = 0.002
 EMA_KIMG = 10.0
 TRUNCATION_PSI = 0.7
-
-
-@contextlib.contextmanager
-def plain_pytorch_ops():
-    """Inside the block, the models call the plain-PyTorch ``*_reference`` functions instead of
-    the fused ops: every global of a ``stylegan_fast.nn`` / ``stylegan_fast.models`` module that
-    is a public op is swapped for its reference (process-wide; not thread-safe)."""
-    swaps = {spec.public: spec.reference for spec in OP_SPECS.values()}
-    sites = []
-    for name, module in list(sys.modules.items()):
-        if module is None or not name.startswith(("stylegan_fast.nn", "stylegan_fast.models")):
-            continue
-        for attr, value in vars(module).items():
-            if value is ops:
-                raise RuntimeError(f"{name} calls the ops as ops.<name>: plain_pytorch_ops() "
-                                   f"cannot swap them")
-            if any(value is public for public in swaps):
-                sites.append((module, attr, value))
-    if not sites:
-        raise RuntimeError("found no fused op in stylegan_fast.nn / stylegan_fast.models to swap")
-    for module, attr, public in sites:
-        setattr(module, attr, swaps[public])
-    try:
-        yield
-    finally:
-        for module, attr, public in sites:
-            setattr(module, attr, public)
-
-
-def backend_context(backend: str) -> contextlib.AbstractContextManager:
-    return plain_pytorch_ops() if backend in BASELINES else ops.use_backend(backend)
 
 
 def autocast_factory(case: ModelCase) -> Callable[[], contextlib.AbstractContextManager]:
@@ -82,11 +42,6 @@ def autocast_factory(case: ModelCase) -> Callable[[], contextlib.AbstractContext
         raise ValueError(f"model benchmarks run {', '.join(MODEL_DTYPES)}, not {case.dtype}")
     return functools.partial(torch.autocast, torch.device(case.device).type,
                              dtype=DTYPES[case.dtype])
-
-
-def compiled(module: torch.nn.Module, compiler: str) -> torch.nn.Module:
-    enable_many_recompiles()
-    return torch.compile(module, backend=compiler, dynamic=False)
 
 
 class _ModelRun:

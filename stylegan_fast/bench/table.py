@@ -1,9 +1,10 @@
-"""The benchmark tables: columns of result records, printed one row per case."""
+"""The printed table of a benchmark: columns of result records, one row per case."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .bench_cases import format_shape
+from .baselines import BASELINES
+from .records import format_shape
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,8 @@ class Column:
 CASE_COLUMNS = (Column("op", 14, "op"), Column("backend", 8, "backend"),
                 Column("dtype", 8, "dtype"), Column("shape", 16, "shape"),
                 Column("mode", 7, "mode"))
-SPEEDUP_COLUMNS = (Column("x ref", 6, "speedup_vs_ref", ".2f"),
-                   Column("x compile", 9, "speedup_vs_compile", ".2f"))
+SPEEDUP_COLUMNS = tuple(Column(f"x {baseline}", max(6, len(baseline) + 2),
+                               f"speedup_vs_{baseline}", ".2f") for baseline in BASELINES)
 
 
 def _cell(record: dict, column: Column) -> str:

@@ -1,8 +1,8 @@
-"""``stylegan-fast bench --max-batch``: how large a batch trains on a GPU of 16 or 24 GB?
+"""The largest batch that trains within 16 or 24 GB of GPU memory (``bench --max-batch``).
 
 For each memory cap, backend and dtype: the largest batch per GPU (at 1024 px unless
 ``--resolutions`` says otherwise) for which two training steps of
-:class:`~stylegan_fast.bench_models.TrainingStep` run without running out of memory. The cap
+:class:`.model_steps.TrainingStep` run without running out of memory. The cap
 (16 or 24 GiB, what such cards have) is emulated on the bigger GPU at hand with
 ``torch.cuda.set_per_process_memory_fraction``: it limits what PyTorch's caching allocator may
 reserve, while on a real card the CUDA context (~0.5 GiB) also takes its share. Compile is left
@@ -22,11 +22,13 @@ from typing import Callable
 
 import torch
 
-from . import benchmark
-from .bench_cases import default_backends
-from .bench_model_steps import MODEL_DTYPES, TrainingStep
-from .bench_models import PRESETS, ModelCase, allocated_bytes
-from .bench_table import CASE_COLUMNS, Column
+from .baselines import default_backends
+from .model_cases import MODEL_DTYPES, PRESETS, ModelCase
+from .model_steps import TrainingStep
+from .records import measure_or_error, new_record
+from .runner import exit_status, print_run_header, run_cases
+from .table import CASE_COLUMNS, Column
+from .timing import allocated_bytes, default_device, synchronize
 
 MEMORY_CAPS_GB = (16, 24)
 RESOLUTION = 1024
@@ -86,7 +88,7 @@ def trains(case: ModelCase, peaks: dict) -> bool:
         step = TrainingStep(case)
         for _ in range(STEPS_PER_TRY):
             step()
-        benchmark.synchronize(case.device)
+        synchronize(case.device)
         step.check()
         peaks[case.batch] = (torch.cuda.max_memory_allocated(case.device) - baseline) / 2**20
     except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
@@ -114,13 +116,15 @@ def capped_max_batch(case: CappedCase, out_of_time: Callable[[], bool]) -> dict:
                              out_of_time=out_of_time)
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, case.device)
-    record = benchmark.new_record(replace(case, batch=best))
+    record = new_record(replace(case, batch=best))
     record.update(max_batch=best, memory_cap_gb=case.cap_gb, peak_mem_mb=peaks.get(best),
                   networks=case.networks.describe())
     return record
 
 
-def main(args: argparse.Namespace, device: str) -> int:
+def main(args: argparse.Namespace) -> int:
+    """``stylegan-fast bench --max-batch``."""
+    device = args.device or default_device()
     if torch.device(device).type != "cuda" or not torch.cuda.is_available():
         print("stylegan-fast bench --max-batch: needs a CUDA GPU (it caps GPU memory with "
               "torch.cuda.set_per_process_memory_fraction); skipped on this machine.")
@@ -138,7 +142,7 @@ def main(args: argparse.Namespace, device: str) -> int:
              for res in resolutions for dtype in dtypes for cap in MEMORY_CAPS_GB
              for backend in backends]
     caps = ", ".join(f"{cap:g}" for cap in MEMORY_CAPS_GB)
-    benchmark.print_run_header(device, f"largest training batch within {caps} GB at "
+    print_run_header(device, f"largest training batch within {caps} GB at "
                                        f"{', '.join(map(str, resolutions))} px")
     start = time.monotonic()
 
@@ -146,9 +150,9 @@ def main(args: argparse.Namespace, device: str) -> int:
         return args.budget_seconds is not None and time.monotonic() - start > args.budget_seconds
 
     def run_one(case: CappedCase) -> dict:
-        record = benchmark.measure_or_error(case, lambda: capped_max_batch(case, out_of_time))
+        record = measure_or_error(case, lambda: capped_max_batch(case, out_of_time))
         record.setdefault("max_batch", None)
         record.setdefault("memory_cap_gb", case.cap_gb)
         return record
 
-    return benchmark.exit_status(benchmark.run_cases(cases, run_one, args, COLUMNS))
+    return exit_status(run_cases(cases, run_one, args, COLUMNS))

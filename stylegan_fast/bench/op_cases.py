@@ -1,8 +1,7 @@
-"""The op benchmark cases, shared by ``stylegan-fast bench`` and ``benchmarks/bench_ops.py``.
+"""The op benchmark's cases: op x backend x dtype x shape x mode, their inputs and minimum traffic.
 
-A case is one op x backend x dtype x shape x mode. Backends: ``ref`` (the op's plain-PyTorch
-``*_reference`` function, eager), ``compile`` (``torch.compile`` of that function), and any other
-name (the public op inside ``stylegan_fast.ops.use_backend(name)``).
+Shared by ``stylegan-fast bench`` (:mod:`.op_bench`) and ``benchmarks/bench_ops.py``. What each
+backend name means is in :mod:`.baselines`.
 """
 from __future__ import annotations
 
@@ -12,11 +11,12 @@ from typing import Callable
 
 import torch
 
-from . import ops
+from .. import ops
+from .baselines import BASELINES, compiled, on_backend
+from .records import format_shape
 
 OPS = ("bias_act", "noise_inject", "adain", "style_epilogue")
 MODES = ("fwd", "fwd+bwd")
-BASELINES = ("ref", "compile")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
 
@@ -24,7 +24,7 @@ DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half
 @dataclass(frozen=True)
 class OpSpec:
     """How to call one op: its functions, its small fp32 tensors and fixed options."""
-    reference: Callable
+    reference: Callable  # the plain differentiable definition (what ``eager`` runs)
     public: Callable
     per_channel: tuple = ()  # names of [C] tensors
     per_sample: tuple = ()  # names of [N, C] tensors
@@ -81,10 +81,6 @@ class Case:
         return f"{self.op}-{self.backend}-{self.dtype}-{format_shape(self.shape)}-{self.mode}"
 
 
-def format_shape(shape) -> str:
-    return "x".join(str(s) for s in shape)
-
-
 def parse_shape(text: str) -> tuple:
     """``'4x16x64x64'`` -> (4, 16, 64, 64)."""
     dims = tuple(int(s) for s in text.lower().split("x"))
@@ -98,26 +94,6 @@ def canonical_dtype(name: str) -> str:
     if name not in DTYPES:
         raise ValueError(f"dtype {name!r} is not one of {', '.join(DTYPES)}")
     return name
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def default_preset(device: str) -> str:
-    return "gpu" if torch.device(device).type == "cuda" else "smoke"
-
-
-def default_backends(device: str) -> list[str]:
-    """``ref``, ``compile`` and every other backend available on ``device``."""
-    extra = [name for name, status in ops.available_backends(device).items()
-             if status.available and name != "ref"]
-    return list(BASELINES) + extra
-
-
-def known_backends(device: str) -> list[str]:
-    """Every backend name the benchmark accepts, available here or not."""
-    return list(BASELINES) + [n for n in ops.available_backends(device) if n != "ref"]
 
 
 def implements(op: str, backend: str) -> bool:
@@ -178,40 +154,17 @@ def make_inputs(case: Case, *, explicit_noise: bool = False, seed: int = 0) -> O
     return OpInputs(kwargs, grad_inputs)
 
 
-def enable_many_recompiles(limit: int = 4096) -> None:
-    """Let ``torch.compile`` specialize on every shape/dtype/mode instead of silently falling
-    back to eager after its default of 8 recompilations."""
-    config = torch._dynamo.config
-    for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit",
-                 "accumulated_cache_size_limit"):
-        if hasattr(config, name):
-            setattr(config, name, max(getattr(config, name), limit))
-
-
 @functools.cache
-def compiled_reference(op: str) -> Callable:
-    """``torch.compile`` of the op's reference, one per process (each shape specializes)."""
-    enable_many_recompiles()
-    return torch.compile(OP_SPECS[op].reference, dynamic=False)
-
-
-def public_on_backend(op: str, backend: str) -> Callable:
-    """The public op, run inside ``ops.use_backend(backend)``."""
-    public = OP_SPECS[op].public
-
-    def on_backend(**kwargs):
-        with ops.use_backend(backend):
-            return public(**kwargs)
-    return on_backend
+def _compiled_public(op: str) -> Callable:
+    """``torch.compile`` of the public op, one per process (each shape specializes)."""
+    return compiled(OP_SPECS[op].public)
 
 
 def op_function(op: str, backend: str) -> Callable:
-    """A callable taking the op's keyword arguments, running it on ``backend``."""
-    if backend == "ref":
-        return OP_SPECS[op].reference
-    if backend == "compile":
-        return compiled_reference(op)
-    return public_on_backend(op, backend)
+    """A callable taking the op's keyword arguments, running it on ``backend`` (``eager``: the
+    plain definition; ``compile``: the compiled plain definition)."""
+    public = _compiled_public(op) if backend == "compile" else OP_SPECS[op].public
+    return on_backend(public, backend)
 
 
 def min_bytes(inputs: OpInputs, mode: str) -> int:

@@ -1,11 +1,12 @@
-"""``stylegan-fast bench --plot FILE.png --results FILE.jsonl``: bar charts of a results file.
+"""Bar charts of result files (``stylegan-fast bench --plot FILE.png --results FILE.jsonl``).
 
 One row of panels per kind of record found: ops (``stylegan-fast bench``), model steps
 (``--model``: ``train_step`` / ``generate``) and ``--max-batch``. For ops and model steps, the
-left panel is the speedup of each backend over eager ``ref`` (ref itself is the line at 1x) and the
-right panel the peak memory per backend (CUDA runs only); for max batch, the largest batch and
-its peak memory. Failed cases are left out. When a file
-holds the same case more than once (appended runs), the last record counts.
+left panel is the speedup of each backend over the ``eager`` baseline (eager itself is the line at
+1x) and the right panel the peak memory per backend (CUDA runs only); for max batch, the largest
+batch and its peak memory. Failed cases are left out. When a file holds the same case more than
+once (appended runs), the last record counts; records of earlier versions, which called the eager
+baseline ``ref``, are read under its new name (:func:`.records.load_records`).
 
 matplotlib is needed here only (``pip install matplotlib``, or the ``dev`` extra); it is imported
 when a plot is drawn, with the non-interactive Agg backend.
@@ -16,48 +17,31 @@ import argparse
 import json
 from pathlib import Path
 
-from .bench_cases import format_shape
-from .bench_models import MODEL_OPS
+from ..ops.backends import EAGER
+from .baselines import BASELINES
+from .model_cases import MODEL_OPS
+from .records import KEY_FIELDS, RecordsError, format_shape, load_records
 
-KEY_FIELDS = ("op", "backend", "dtype", "shape", "mode", "device", "networks")
+SPEEDUP = f"speedup_vs_{EAGER}"
 
 
 class PlotError(Exception):
-    """Something the user can fix: no matplotlib, an unreadable or empty results file."""
-
-
-def load_records(paths) -> list[dict]:
-    """The records of JSON Lines files; a case measured more than once keeps its last record."""
-    latest = {}
-    for path in paths:
-        try:
-            lines = Path(path).read_text().splitlines()
-        except OSError as exc:
-            raise PlotError(f"cannot read {path}: {exc.strerror or exc}") from None
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PlotError(f"{path}:{number}: not JSON ({exc.msg})") from None
-            latest[tuple(json.dumps(record.get(k)) for k in KEY_FIELDS)] = record
-    return list(latest.values())
+    """Something the user can fix: no matplotlib, no successful record to plot."""
 
 
 def with_speedups_from_medians(records: list) -> list[dict]:
-    """Copies of the records with ``speedup_vs_ref`` recomputed from the medians of ``ref`` in
-    the same group (same case, device, GPU and networks), wherever the file holds one: runs
-    that measured the backends in another order, or in separate invocations, still compare."""
+    """Copies of the records with the speedup over ``eager`` recomputed from the medians of
+    ``eager`` in the same group (same case, device, GPU and networks), wherever the file holds
+    one: runs that measured the backends in another order, or in separate invocations, still
+    compare."""
     def group(record):
         return json.dumps([record.get(k) for k in KEY_FIELDS + ("gpu",) if k != "backend"])
-    ref_ms = {group(r): r["median_ms"] for r in records
-              if r["backend"] == "ref" and r.get("median_ms") and not r.get("error")}
+    eager_ms = {group(r): r["median_ms"] for r in records
+                if r["backend"] == EAGER and r.get("median_ms") and not r.get("error")}
     result = []
     for record in records:
-        base, median = ref_ms.get(group(record)), record.get("median_ms")
-        result.append(dict(record, speedup_vs_ref=base / median) if base and median
-                      else record)
+        base, median = eager_ms.get(group(record)), record.get("median_ms")
+        result.append(dict(record, **{SPEEDUP: base / median}) if base and median else record)
     return result
 
 
@@ -138,7 +122,7 @@ def plot(records: list, path) -> Path:
     measured = with_speedups_from_medians([r for r in records if not r.get("error")])
     if not measured:
         raise PlotError("no successful records to plot")
-    backends_seen = list(dict.fromkeys(["ref", "compile"] + [r["backend"] for r in measured]))
+    backends_seen = list(dict.fromkeys([*BASELINES, *(r["backend"] for r in measured)]))
     colours = {backend: f"C{i}" for i, backend in enumerate(backends_seen)}  # same in every panel
     rows = [kind for kind in ("ops", "model", "max_batch")
             if any(_kind(r) == kind for r in measured)]
@@ -155,10 +139,10 @@ def plot(records: list, path) -> Path:
             row[1].set_title("peak memory at that batch")
             continue
         what = "ops" if kind == "ops" else "model steps"
-        others = [b for b in backends if b != "ref"]
-        if _grouped_bars(row[0], chosen, "speedup_vs_ref", others, "speedup vs ref (x)", colours):
+        others = [b for b in backends if b != EAGER]
+        if _grouped_bars(row[0], chosen, SPEEDUP, others, f"speedup vs {EAGER} (x)", colours):
             row[0].axhline(1.0, color="black", linewidth=0.8)
-        row[0].set_title(f"{what}: speedup over eager ref (line: ref)")
+        row[0].set_title(f"{what}: speedup over {EAGER} PyTorch (line: {EAGER})")
         _grouped_bars(row[1], chosen, "peak_mem_mb", backends, "peak memory (MiB)", colours)
         row[1].set_title(f"{what}: peak memory")
     fig.suptitle(_title(measured), fontsize=10)
@@ -178,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         records = load_records(sources)
         path = plot(records, args.plot)
-    except PlotError as exc:
+    except (PlotError, RecordsError) as exc:
         print(f"stylegan-fast bench --plot: {exc}")
         return 2
     print(f"{len(records)} records from {', '.join(map(str, sources))} -> {path}")

@@ -1,0 +1,78 @@
+"""The ``stylegan-fast bench`` command: its flags, and which benchmark they run."""
+from __future__ import annotations
+
+import argparse
+
+from .op_cases import OPS, PRESETS, canonical_dtype, parse_shape
+
+
+def _comma_list(text: str) -> list:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _parsed_list(parse):
+    """An argparse type: a comma list, each item through ``parse`` (ValueError: a usage error)."""
+    def parse_list(text: str) -> list:
+        try:
+            return [parse(item) for item in _comma_list(text)]
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse_list
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="case set (default: gpu when CUDA is available, else smoke)")
+    parser.add_argument("--ops", type=_comma_list, help=f"comma list of {', '.join(OPS)}")
+    parser.add_argument("--backends", type=_comma_list,
+                        help="comma list (default: eager, compile and every available fused "
+                             "backend; ref on request)")
+    parser.add_argument("--dtypes", type=_parsed_list(canonical_dtype),
+                        help="comma list of float32, bfloat16, float16")
+    parser.add_argument("--shapes", type=_parsed_list(parse_shape),
+                        help="comma list of NxCxHxW, e.g. 4x16x64x64,2x8x9x7")
+    parser.add_argument("--modes", type=_comma_list, help="comma list of fwd, fwd+bwd")
+    parser.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda if available)")
+    parser.add_argument("--reps", type=int, help="timed reps per case (median reported)")
+    parser.add_argument("--warmup", type=int, help="untimed reps before timing")
+    parser.add_argument("--jsonl", help="append one JSON record per case to this file")
+    parser.add_argument("--budget-seconds", type=float,
+                        help="start no new case once this many seconds have passed")
+    models = parser.add_argument_group(
+        "model level (stylegan_fast/bench/model_bench.py, max_batch.py, plot.py)")
+    models.add_argument("--model", action="store_true",
+                        help="time a full training step (G and D with R1, Adam, EMA) and "
+                             "generator inference per backend instead of the ops")
+    models.add_argument("--max-batch", action="store_true",
+                        help="GPU only: the largest batch that trains within 16 and 24 GB caps")
+    models.add_argument("--resolutions", type=_parsed_list(int),
+                        help="comma list of px for --model / --max-batch (e.g. 256,1024)")
+    models.add_argument("--batch", type=int, help="batch per step for --model (default: preset's)")
+    models.add_argument("--plot", metavar="FILE.png",
+                        help="draw speedup and memory bar charts from result files, run nothing")
+    models.add_argument("--results", metavar="FILE.jsonl", action="append",
+                        help="a results file for --plot (repeatable; default: --jsonl)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run what the flags ask for: the plot, the model benchmark and/or max batch, else the ops."""
+    if args.plot:
+        from . import plot
+
+        return plot.main(args)
+    if not (args.model or args.max_batch):
+        from . import op_bench
+
+        return op_bench.main(args)
+    status = 0
+    if args.model:
+        from . import model_bench
+
+        status = model_bench.main(args)
+        if status == 2:  # a usage error: run nothing more
+            return status
+    if args.max_batch:
+        from . import max_batch
+
+        status = max(status, max_batch.main(args))
+    return status

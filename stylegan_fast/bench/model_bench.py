@@ -1,0 +1,143 @@
+"""The model benchmark (``stylegan-fast bench --model``): StyleGAN's training step and inference.
+
+Cases (:mod:`.model_cases`, run as :mod:`.model_steps` describes):
+
+* ``train_step`` (mode ``train``): one training step of G and D with R1, Adam and G_ema;
+* ``generate`` (mode ``infer``): one batch of ``G(z)`` in eval mode.
+
+Reported: the median time of ``reps`` steps after ``warmup`` (CUDA events on a GPU), images/s =
+batch / median, and on CUDA the peak memory of one step beyond what was allocated before the case
+built its networks (so weights, optimizer state, EMA and activations all count). ``compile``
+runs after all other backends: compiling the networks takes minutes, so a time budget cuts it
+first; the other backends' speedups over it are printed at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+from typing import Optional
+
+import torch
+
+from ..models import num_levels
+from .baselines import default_backends, known_backends
+from .model_cases import MODEL_DTYPES, MODEL_OPS, PRESETS, ModelCase, make_model_cases
+from .model_steps import Generation, TrainingStep
+from .records import measure_or_error, new_record
+from .runner import (
+    default_preset,
+    exit_status,
+    print_run_header,
+    reps_and_warmup,
+    run_cases,
+    select,
+)
+from .table import CASE_COLUMNS, SPEEDUP_COLUMNS, Column
+from .timing import allocated_bytes, peak_memory_mib, time_reps_ms
+
+COLUMNS = CASE_COLUMNS + (Column("ms", 10, "median_ms", ".2f"),
+                          Column("img/s", 9, "images_per_s", ".1f"),
+                          Column("MiB", 9, "peak_mem_mb", ".0f")) + SPEEDUP_COLUMNS
+
+
+def speedups_over_compile(records: list) -> list[str]:
+    """One line per record of another backend in a group where ``compile`` was measured: its
+    speedup over compile (from the medians)."""
+    def group(record):
+        return json.dumps([record[k] for k in ("op", "dtype", "shape", "mode", "networks")])
+    compile_ms = {group(r): r["median_ms"] for r in records
+                  if r["backend"] == "compile" and r["median_ms"]}
+    return [f"{r['op']:<14} {r['backend']:<8} {r['dtype']:<8} {r['shape'][0]}x{r['shape'][1]}px"
+            f"  {compile_ms[group(r)] / r['median_ms']:.2f}x" for r in records
+            if r["backend"] != "compile" and r["median_ms"] and group(r) in compile_ms]
+
+
+def prepare_model(case: ModelCase, compiler: str = "inductor"):
+    return (TrainingStep if case.op == "train_step" else Generation)(case, compiler)
+
+
+def release_memory(device: str, compiled_models: bool) -> None:
+    """Free what a finished case left behind (compiled graphs hold on to their models)."""
+    if compiled_models:
+        torch._dynamo.reset()
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def measure_model(case: ModelCase, run, reps: int, warmup: int,
+                  baseline_bytes: Optional[int] = None) -> dict:
+    """Time ``run`` (a :class:`TrainingStep` or :class:`Generation`) and return the record;
+    raises if its outputs are not finite."""
+    times = time_reps_ms(run, lambda: None, case.device, warmup, reps)
+    peak = peak_memory_mib(run, lambda: None, case.device, baseline_bytes)
+    run.check()
+    median_ms = statistics.median(times)
+    record = new_record(case)
+    record.update(median_ms=median_ms, images_per_s=case.batch / (median_ms * 1e-3),
+                  peak_mem_mb=peak, networks=case.networks.describe())
+    return record
+
+
+def run_model_case(case: ModelCase, reps: int, warmup: int) -> dict:
+    """Prepare, measure and release one case; a failing case comes back with ``error``."""
+    def prepare_and_measure():
+        baseline = allocated_bytes(case.device)
+        return measure_model(case, prepare_model(case), reps, warmup, baseline)
+    try:
+        record = measure_or_error(case, prepare_and_measure)
+    finally:
+        release_memory(case.device, case.backend == "compile")
+    record.setdefault("images_per_s", None)
+    record.setdefault("networks", case.networks.describe())
+    return record
+
+
+def _selection(args: argparse.Namespace, device: str):
+    """(cases, reps, warmup) from the preset and the flags; raises ValueError on bad values."""
+    preset = PRESETS[args.preset or default_preset(device)]
+    for flag in ("ops", "shapes", "modes"):
+        if getattr(args, flag):
+            raise ValueError(f"--{flag} is for the op benchmark; with --model use --resolutions "
+                             f"and --batch")
+    backends = args.backends or [b for b in default_backends(device)
+                                 if b != "compile" or preset.compile_by_default]
+    unknown = [b for b in backends if b not in known_backends(device)]
+    dtypes = args.dtypes or list(preset.dtypes)
+    unknown += [d for d in dtypes if d not in MODEL_DTYPES]
+    if unknown:
+        raise ValueError(f"unknown or unsupported: {', '.join(unknown)}; backends: "
+                         f"{', '.join(known_backends(device))}; dtypes: {', '.join(MODEL_DTYPES)}")
+    resolutions = args.resolutions or list(preset.resolutions)
+    for res in resolutions:
+        num_levels(res)  # raises ValueError for a resolution the models do not support
+    batch = {res: args.batch if args.batch is not None else preset.batch.get(res, 4)
+             for res in resolutions}
+    if min(batch.values()) < 1:
+        raise ValueError(f"--batch must be >= 1, got {args.batch}")
+    reps, warmup = reps_and_warmup(args, preset)
+    cases = make_model_cases(MODEL_OPS, backends, dtypes, resolutions, batch, device,
+                             preset.networks)
+    return cases, reps, warmup
+
+
+def main(args: argparse.Namespace) -> int:
+    """``stylegan-fast bench --model``."""
+    selected = select(args, _selection, "stylegan-fast bench --model")
+    if selected is None:
+        return 2
+    device, cases, reps, warmup = selected
+    print_run_header(device, f"model benchmark: {len(cases)} cases, {reps} steps after "
+                             f"{warmup} warm-up")
+    if not args.backends and not any(case.backend == "compile" for case in cases):
+        print("note: `compile` is not in this preset's default backends (inductor takes "
+              "about a minute to compile the models on a small CPU): add --backends "
+              "eager,compile")
+    records = run_cases(cases, lambda case: run_model_case(case, reps, warmup), args, COLUMNS)
+    lines = speedups_over_compile(records)
+    if lines:
+        print("\nspeedup over compile (measured after the other backends):")
+        print("\n".join(lines))
+    return exit_status(records)
