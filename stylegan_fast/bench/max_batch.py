@@ -143,7 +143,7 @@ def main(args: argparse.Namespace) -> int:
              for backend in backends]
     caps = ", ".join(f"{cap:g}" for cap in MEMORY_CAPS_GB)
     print_run_header(device, f"largest training batch within {caps} GB at "
-                                       f"{', '.join(map(str, resolutions))} px")
+                             f"{', '.join(map(str, resolutions))} px")
     start = time.monotonic()
 
     def out_of_time() -> bool:
