@@ -9,7 +9,8 @@
 # timeout and log file in OUTDIR, and a failing step does not stop the next. The whole script stays
 # under TOTAL_SECONDS (default 470, under 8 minutes). Exits non-zero if the tests failed.
 #
-# Results in OUTDIR: ops.jsonl, models.jsonl (max_batch.jsonl), bench.png and a log per step.
+# Results in OUTDIR: ops.jsonl, clusters.jsonl, models.jsonl (max_batch.jsonl), bench.png and a
+# log per step.
 #
 # Environment: GPU_CHECK_PRESET (bench preset, default gpu; smoke for a CPU try-out),
 #              TOTAL_SECONDS (overall limit), GPU_CHECK_MEMCHECK=1 (also run the cuda op tests
@@ -66,6 +67,11 @@ if [ "${GPU_CHECK_MEMCHECK:-0}" = "1" ]; then
     run_step memcheck 240 memcheck.log compute-sanitizer --tool memcheck --error-exitcode 3 \
         python3 -m pytest tests/ops -q -k "cuda and not build" -p no:cacheprovider
 fi
+# The sm_90 thread-block-cluster kernels (opt-in, STYLEGAN_FAST_CUDA_CLUSTERS=1) against the
+# two-sweep kernels at the 256-1024 px layers' shapes: correctness, which path ran, and timings
+# (tests/ops/test_cuda_clusters.py, part of the tests above, checks them against ref too).
+run_step clusters 150 clusters.log python3 benchmarks/bench_clusters.py \
+    --jsonl "$OUTDIR/clusters.jsonl" --reps 10 --warmup 3 --budget-seconds 90
 # Each bench stops starting new cases at its --budget-seconds and appends every finished case to
 # its JSONL, so a step killed by its timeout still leaves results. What the tests leave (minus 40 s
 # for the plot and the summary) is shared: the op bench up to 45% (at most 170 s), the model bench
@@ -109,6 +115,11 @@ if [ -f "$OUTDIR/bench.log" ]; then
     echo
     echo "== op benchmark table (tail of bench.log)"
     tail -n 70 "$OUTDIR/bench.log"
+fi
+if [ -f "$OUTDIR/clusters.log" ]; then
+    echo
+    echo "== cluster kernels vs two sweeps (tail of clusters.log)"
+    tail -n 52 "$OUTDIR/clusters.log"
 fi
 for log in models.log max-batch.log; do
     if [ -f "$OUTDIR/$log" ]; then

@@ -135,7 +135,7 @@ struct BiasActGradOp {
   __device__ P params_a(int64_t, int64_t) const { return P{}; }
   __device__ void elem_a(const P&, A, A, A, A (&e)[1]) const { e[0] = A(0); }
   __device__ void store_a(int64_t, int64_t, const AccA&) const {}
-  __device__ P params_b(int64_t, int64_t) const { return P{}; }
+  __device__ P params_b(int64_t, int64_t, const P&) const { return P{}; }
   __device__ A elem_b(const P&, A dy, A bits, A, A (&e)[1]) const {
     const A dz = bias_act_grad(dy, in1 != nullptr, static_cast<uint8_t>(bits), slope, gain);
     e[0] = dz;

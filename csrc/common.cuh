@@ -228,17 +228,25 @@ template <typename A> struct Welford {
   }
 };
 
-// Reduce acc over aligned groups of G lanes (G a power of two <= 32) by an xor butterfly. Both
-// partners merge (lower lane, upper lane) in that order, so every lane of a group ends with the
-// bitwise same result. Every lane of the warp must call it (G is uniform).
+// One step of an xor butterfly: the lower lane's accumulator merged with the upper lane's, in that
+// order on both partners, so both end with the bitwise same result. The operands are copied into
+// place by value: `low ? mine : theirs` on struct lvalues selects an address, which puts both
+// accumulators in local memory (a stack frame and LDL/STL in every reduction).
+template <typename Acc>
+__device__ __forceinline__ Acc merge_lane_pair(const Acc& mine, const Acc& theirs, bool low) {
+  Acc first = theirs, second = mine;
+  if (low) { first = mine; second = theirs; }
+  first.merge(second);
+  return first;
+}
+
+// Reduce acc over aligned groups of G lanes (G a power of two <= 32) by an xor butterfly
+// (merge_lane_pair: every lane of a group ends with the bitwise same result). Every lane of the
+// warp must call it (G is uniform).
 template <typename Acc>
 __device__ __forceinline__ Acc group_reduce(Acc acc, int G) {
   for (int offset = 1; offset < G; offset <<= 1) {
-    const Acc other = acc.shfl_xor(offset);
-    const bool low = (threadIdx.x & offset) == 0;
-    Acc a = low ? acc : other;
-    a.merge(low ? other : acc);
-    acc = a;
+    acc = merge_lane_pair(acc, acc.shfl_xor(offset), (threadIdx.x & offset) == 0);
   }
   return acc;
 }

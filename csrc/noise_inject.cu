@@ -85,7 +85,7 @@ struct StrengthGradOp {
   __device__ P params_a(int64_t, int64_t) const { return P{}; }
   __device__ void elem_a(const P&, A, A, A, A (&e)[1]) const { e[0] = A(0); }
   __device__ void store_a(int64_t, int64_t, const AccA&) const {}
-  __device__ P params_b(int64_t, int64_t) const { return P{}; }
+  __device__ P params_b(int64_t, int64_t, const P&) const { return P{}; }
   __device__ A elem_b(const P&, A dy, A, A nz, A (&e)[1]) const {
     e[0] = dy * nz;
     return A(0);

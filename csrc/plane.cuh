@@ -25,7 +25,8 @@
 //   T* out;                         pass B output (when kWritesB)
 //   const A* noise; int64_t noise_stride;   noise[n * noise_stride + l], or nullptr
 //   PA params_a(n, c); void elem_a(PA, v0, v1, nz, A (&out)[KA]); void store_a(n, c, AccA)
-//   PB params_b(n, c); A elem_b(PB, v0, v1, nz, A (&sums)[KB])
+//   PB params_b(n, c, PA); A elem_b(PB, v0, v1, nz, A (&sums)[KB])   (params_b gets params_a's
+//   result for (n, c), so that its values need not be loaded again)
 #pragma once
 
 #include <c10/core/Allocator.h>
@@ -107,6 +108,108 @@ PlaneGeometry plan_planes(int64_t N, int64_t C, int64_t L, bool cols) {
   return g;
 }
 
+// ------------------------------------------------------------------ element loops
+// Pass A over U loaded V-vectors of one plane (rows): op.elem_a of every element of the vectors
+// with ok[j], added to acc (Welford: as one two-pass chunk).
+template <class Op, int U, int V, class PA>
+__device__ __forceinline__ void rows_accumulate_a(const Op& op, const PA& pa,
+                                                  const typename Op::A (&x0)[U][V],
+                                                  const typename Op::A (&x1)[U][V],
+                                                  const typename Op::A (&nz)[U][V],
+                                                  const bool (&ok)[U], typename Op::AccA& acc) {
+  using A = typename Op::A;
+  if constexpr (Op::kWelfordA) {
+    A vals[U * V];
+    bool oks[U * V];
+#pragma unroll
+    for (int j = 0; j < U; ++j) {
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        A e[Op::KA];
+        op.elem_a(pa, x0[j][k], x1[j][k], nz[j][k], e);
+        vals[j * V + k] = e[0];
+        oks[j * V + k] = ok[j];
+      }
+    }
+    acc.add_chunk(vals, oks);
+  } else {
+#pragma unroll
+    for (int j = 0; j < U; ++j) {
+      if (!ok[j]) continue;
+#pragma unroll
+      for (int k = 0; k < V; ++k) {
+        A e[Op::KA];
+        op.elem_a(pa, x0[j][k], x1[j][k], nz[j][k], e);
+        acc.add(e);
+      }
+    }
+  }
+}
+
+// Pass B of one V-vector of one plane (rows): outputs o[], and their KB sums added to acc.
+template <class Op, int V, class PB>
+__device__ __forceinline__ void rows_apply_b(const Op& op, const PB& pb,
+                                             const typename Op::A (&x0)[V],
+                                             const typename Op::A (&x1)[V],
+                                             const typename Op::A (&nz)[V],
+                                             typename Op::A (&o)[V],
+                                             Sums<typename Op::A, Op::KB>& acc) {
+#pragma unroll
+  for (int k = 0; k < V; ++k) {
+    typename Op::A e[Op::KB > 0 ? Op::KB : 1];
+    o[k] = op.elem_b(pb, x0[k], x1[k], nz[k], e);
+    if constexpr (Op::KB > 0) acc.add(e);
+  }
+}
+
+// Pass A over U loaded rows of V channels each (cols): per channel v, op.elem_a of the rows with
+// ok[j], added to acc[v] (Welford: as one two-pass chunk).
+template <class Op, int U, int V, class PA>
+__device__ __forceinline__ void cols_accumulate_a(const Op& op, const PA (&pa)[V],
+                                                  const typename Op::A (&x0)[U][V],
+                                                  const typename Op::A (&x1)[U][V],
+                                                  const typename Op::A (&nz)[U],
+                                                  const bool (&ok)[U],
+                                                  typename Op::AccA (&acc)[V]) {
+  using A = typename Op::A;
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    if constexpr (Op::kWelfordA) {
+      A vals[U];
+#pragma unroll
+      for (int j = 0; j < U; ++j) {
+        A e[Op::KA];
+        op.elem_a(pa[v], x0[j][v], x1[j][v], nz[j], e);
+        vals[j] = e[0];
+      }
+      acc[v].add_chunk(vals, ok);
+    } else {
+#pragma unroll
+      for (int j = 0; j < U; ++j) {
+        if (!ok[j]) continue;
+        A e[Op::KA];
+        op.elem_a(pa[v], x0[j][v], x1[j][v], nz[j], e);
+        acc[v].add(e);
+      }
+    }
+  }
+}
+
+// Pass B of one row of V channels (cols): outputs o[], and their KB sums added to acc[v].
+template <class Op, int V, class PB>
+__device__ __forceinline__ void cols_apply_b(const Op& op, const PB (&pb)[V],
+                                             const typename Op::A (&x0)[V],
+                                             const typename Op::A (&x1)[V],
+                                             typename Op::A nz, typename Op::A (&o)[V],
+                                             Sums<typename Op::A, Op::KB> (&acc)[V]) {
+#pragma unroll
+  for (int v = 0; v < V; ++v) {
+    typename Op::A e[Op::KB > 0 ? Op::KB : 1];
+    o[v] = op.elem_b(pb[v], x0[v], x1[v], nz, e);
+    if constexpr (Op::KB > 0) acc[v].add(e);
+  }
+}
+
 // ------------------------------------------------------------------ rows: [N][C][L]
 // One lane group (G lanes) per unit (plane n*C+c, segment s); 256 / G units per block.
 template <class Op, int V>
@@ -130,6 +233,10 @@ plane_rows_kernel(const Op op,                              // the pass's tensor
   const int64_t begin = s * g.seg_len;
   const int64_t end = valid ? (begin + g.seg_len < g.L ? begin + g.seg_len : g.L) : begin;
   const int64_t base = plane * g.L;
+  // Writes the unit's results. One flag, computed before the reductions: `valid` recomputed
+  // after them kept unit's high word alive across their subroutine calls (64-bit and IEEE
+  // division), which ptxas spilled (4 bytes, EpilogueForwardOp<half / bf16>, V = 1).
+  const bool leader = valid && glane == 0;
   const A* nz_plane = op.noise ? op.noise + n * op.noise_stride : nullptr;
   const int64_t span = static_cast<int64_t>(G) * V;
 
@@ -157,38 +264,13 @@ plane_rows_kernel(const Op op,                              // the pass's tensor
     const auto pa = op.params_a(n, c);
     for (int64_t h0 = begin + glane * V; h0 < end; h0 += span * U) {
       load(h0);
-      if constexpr (Op::kWelfordA) {
-        A vals[U * V];
-        bool oks[U * V];
-#pragma unroll
-        for (int j = 0; j < U; ++j) {
-#pragma unroll
-          for (int k = 0; k < V; ++k) {
-            A e[Op::KA];
-            op.elem_a(pa, x0[j][k], x1[j][k], nz[j][k], e);
-            vals[j * V + k] = e[0];
-            oks[j * V + k] = ok[j];
-          }
-        }
-        acc.add_chunk(vals, oks);
-      } else {
-#pragma unroll
-        for (int j = 0; j < U; ++j) {
-          if (!ok[j]) continue;
-#pragma unroll
-          for (int k = 0; k < V; ++k) {
-            A e[Op::KA];
-            op.elem_a(pa, x0[j][k], x1[j][k], nz[j][k], e);
-            acc.add(e);
-          }
-        }
-      }
+      rows_accumulate_a<Op, U, V>(op, pa, x0, x1, nz, ok, acc);
     }
     acc = group_reduce(acc, G);
     if (passes & kPassB) {            // fused (S == 1): finalize, then pass B reads it back
-      if (valid && glane == 0) op.store_a(n, c, acc);
+      if (leader) op.store_a(n, c, acc);
       __syncwarp();
-    } else if (valid && glane == 0) {
+    } else if (leader) {
       part_a[plane * g.segments + s] = acc;
     }
   }
@@ -196,25 +278,20 @@ plane_rows_kernel(const Op op,                              // the pass's tensor
   if (passes & kPassB) {
     Sums<A, Op::KB> acc;
     acc.zero();
-    const auto pb = op.params_b(n, c);
+    const auto pb = op.params_b(n, c, op.params_a(n, c));
     for (int64_t h0 = begin + glane * V; h0 < end; h0 += span * U) {
       load(h0);
 #pragma unroll
       for (int j = 0; j < U; ++j) {
         if (!ok[j]) continue;
         A o[V];
-#pragma unroll
-        for (int k = 0; k < V; ++k) {
-          A e[Op::KB > 0 ? Op::KB : 1];
-          o[k] = op.elem_b(pb, x0[j][k], x1[j][k], nz[j][k], e);
-          if constexpr (Op::KB > 0) acc.add(e);
-        }
+        rows_apply_b<Op, V>(op, pb, x0[j], x1[j], nz[j], o, acc);
         if constexpr (Op::kWritesB) store_acc<V>(op.out + base + h0 + j * span, o);
       }
     }
     if constexpr (Op::KB > 0) {
       acc = group_reduce(acc, G);
-      if (valid && glane == 0 && part_b != nullptr) part_b[plane * g.segments + s] = acc;
+      if (leader && part_b != nullptr) part_b[plane * g.segments + s] = acc;
     }
   }
 }
@@ -230,11 +307,7 @@ __device__ __forceinline__ void cols_block_reduce(Acc (&acc)[V], int TX, unsigne
 #pragma unroll
   for (int v = 0; v < V; ++v) {
     for (int offset = TX; offset < 32; offset <<= 1) {
-      const Acc other = acc[v].shfl_xor(offset);
-      const bool low = (lane & offset) == 0;
-      Acc a = low ? acc[v] : other;
-      a.merge(low ? other : acc[v]);
-      acc[v] = a;
+      acc[v] = merge_lane_pair(acc[v], acc[v].shfl_xor(offset), (lane & offset) == 0);
     }
   }
   Acc* red = reinterpret_cast<Acc*>(smem);  // [kWarps][TX * V]
@@ -285,7 +358,9 @@ plane_cols_kernel(const Op op,                              // the pass's tensor
   const int64_t begin = s * g.seg_len;
   const int64_t end = begin + g.seg_len < g.L ? begin + g.seg_len : g.L;
   const A* nz_sample = op.noise ? op.noise + n * op.noise_stride : nullptr;
-  const int64_t row_step = static_cast<int64_t>(TY) * U;
+  // From an unsigned value: its high word is known 0. As int64_t(TY) * U it took a register,
+  // which ptxas spilled (4 bytes, plane_cols_kernel<BiasActGradOp<float>, 4>, sm_90).
+  const int64_t row_step = static_cast<uint32_t>(TY * U);
 
   // U positions (TY apart) from l0, V channels each: the big inputs; one noise value per position.
   A x0[U][V], x1[U][V], nz[U];
@@ -314,27 +389,7 @@ plane_cols_kernel(const Op op,                              // the pass's tensor
     for (int v = 0; v < V; ++v) { acc[v].zero(); pa[v] = op.params_a(n, cp + v); }
     for (int64_t l0 = begin + ty; l0 < end; l0 += row_step) {
       load(l0);
-#pragma unroll
-      for (int v = 0; v < V; ++v) {
-        if constexpr (Op::kWelfordA) {
-          A vals[U];
-#pragma unroll
-          for (int j = 0; j < U; ++j) {
-            A e[Op::KA];
-            op.elem_a(pa[v], x0[j][v], x1[j][v], nz[j], e);
-            vals[j] = e[0];
-          }
-          acc[v].add_chunk(vals, ok);
-        } else {
-#pragma unroll
-          for (int j = 0; j < U; ++j) {
-            if (!ok[j]) continue;
-            A e[Op::KA];
-            op.elem_a(pa[v], x0[j][v], x1[j][v], nz[j], e);
-            acc[v].add(e);
-          }
-        }
-      }
+      cols_accumulate_a<Op, U, V>(op, pa, x0, x1, nz, ok, acc);
     }
     cols_block_reduce<typename Op::AccA, V>(acc, TX, smem);
     if (threadIdx.x < TX && active) {
@@ -349,21 +404,19 @@ plane_cols_kernel(const Op op,                              // the pass's tensor
 
   if (passes & kPassB) {
     Sums<A, Op::KB> acc[V];
-    decltype(op.params_b(0, 0)) pb[V];
+    decltype(op.params_b(0, 0, op.params_a(0, 0))) pb[V];
 #pragma unroll
-    for (int v = 0; v < V; ++v) { acc[v].zero(); pb[v] = op.params_b(n, cp + v); }
+    for (int v = 0; v < V; ++v) {
+      acc[v].zero();
+      pb[v] = op.params_b(n, cp + v, op.params_a(n, cp + v));
+    }
     for (int64_t l0 = begin + ty; l0 < end; l0 += row_step) {
       load(l0);
 #pragma unroll
       for (int j = 0; j < U; ++j) {
         if (!ok[j]) continue;
         A o[V];
-#pragma unroll
-        for (int v = 0; v < V; ++v) {
-          A e[Op::KB > 0 ? Op::KB : 1];
-          o[v] = op.elem_b(pb[v], x0[j][v], x1[j][v], nz[j], e);
-          if constexpr (Op::KB > 0) acc[v].add(e);
-        }
+        cols_apply_b<Op, V>(op, pb, x0[j], x1[j], nz[j], o, acc);
         if constexpr (Op::kWritesB) {
           store_acc<V>(op.out + (n * g.L + l0 + static_cast<int64_t>(j) * TY) * g.C + c0, o);
         }
@@ -469,7 +522,10 @@ void launch_planes(const Op& op, const PlaneGeometry& g, int passes, typename Op
 }
 
 // Vector width of the cols kernel: at most 4 channels per thread (8-byte accesses for 16-bit
-// types), which keeps the per-channel parameters of 4 channels, not 8, in registers.
+// types), which keeps the per-channel parameters of 4 channels, not 8, in registers. Measured
+// (nvcc 13.0, sm_90, fp16, no spills either way): 8 channels take the epilogue's cols kernels from
+// 73 / 108 registers (forward / backward) to 99 / 134, one resident 256-thread block per SM fewer
+// (2 instead of 3, 1 instead of 2) for the same bytes per thread, so fewer bytes in flight.
 template <typename T> __host__ __device__ constexpr int cols_vec_width() {
   return vec_width<T>() > 4 ? 4 : vec_width<T>();
 }

@@ -10,7 +10,9 @@
 //           dx = dt = da * gain * (t > 0 ? 1 : alpha);  dbias[c] = sum dt,
 //           dnoise_strength[c] = sum dt * noise,  dnoise = sum_c dt * noise_strength[c]
 // t and a are recomputed from x in every pass (nothing but x, mean and rstd is saved).
-#include "plane.cuh"
+// Planes too large for one CTA run pass A and B as two sweeps (plane.cuh), or, on sm_90 with
+// STYLEGAN_FAST_CUDA_CLUSTERS=1, in one cluster launch that reads every input once (cluster.cuh).
+#include "cluster.cuh"
 
 namespace sgf {
 namespace {
@@ -67,9 +69,9 @@ struct EpilogueForwardOp {
   __device__ void store_a(int64_t n, int64_t c, const AccA& w) const {
     w.finalize(eps, mean[n * C + c], rstd[n * C + c]);
   }
-  __device__ PB params_b(int64_t n, int64_t c) const {
+  __device__ PB params_b(int64_t n, int64_t c, const PreAct<A>& pre) const {
     const int64_t nc = n * C + c;
-    return PB{params_a(n, c), mean[nc], (style_scale[nc] + scale_offset) * rstd[nc],
+    return PB{pre, mean[nc], (style_scale[nc] + scale_offset) * rstd[nc],
               style_bias[nc]};
   }
   __device__ A elem_b(const PB& p, A x, A, A nz, A (&)[1]) const {
@@ -126,10 +128,10 @@ struct EpilogueBackwardOp {
     dstyle_bias[n * C + c] = s.v[0];
     dstyle_scale[n * C + c] = s.v[1];
   }
-  __device__ PB params_b(int64_t n, int64_t c) const {
+  __device__ PB params_b(int64_t n, int64_t c, const PA& pa) const {
     const int64_t nc = n * C + c;
     const A scale = style_scale[nc] + scale_offset;
-    return PB{params_a(n, c), scale, scale * dstyle_bias[nc] * inv_L,
+    return PB{pa, scale, scale * dstyle_bias[nc] * inv_L,
               scale * dstyle_scale[nc] * inv_L};
   }
   __device__ A elem_b(const PB& p, A dy, A x, A nz, A (&e)[2]) const {
@@ -168,6 +170,11 @@ void forward(const EpilogueForwardArgs& a, cudaStream_t stream) {
     constexpr int V = decltype(width)::value;
     constexpr bool kCols = decltype(layout)::value;
     const PlaneGeometry g = plan_planes<V>(a.N, a.C, a.L, kCols);
+    const ClusterPlan cluster = plan_cluster<EpilogueForwardOp<T>, V, kCols>(op, g);
+    if (cluster.cluster > 0) {  // sm_90, opted in: one read of x on a thread-block cluster
+      launch_cluster<EpilogueForwardOp<T>, V, kCols>(op, cluster, nullptr, stream);
+      return;
+    }
     if (g.fused()) {
       launch_planes<EpilogueForwardOp<T>, V, kCols>(op, g, kPassA | kPassB, nullptr, nullptr,
                                                     stream);
@@ -203,13 +210,17 @@ void backward(const EpilogueBackwardArgs& a, cudaStream_t stream) {
     constexpr int V = decltype(width)::value;
     constexpr bool kCols = decltype(layout)::value;
     const PlaneGeometry g = plan_planes<V>(a.N, a.C, a.L, kCols);
+    const ClusterPlan cluster = plan_cluster<EpilogueBackwardOp<T>, V, kCols>(op, g);
+    const int64_t segments = cluster.cluster > 0 ? cluster.g.segments : g.segments;
     c10::DataPtr part_b;
     Sums<A, 2>* partials_b = nullptr;
     if (channel_sums) {
-      part_b = scratch(sizeof(Sums<A, 2>) * a.N * a.C * g.segments);
+      part_b = scratch(sizeof(Sums<A, 2>) * a.N * a.C * segments);
       partials_b = static_cast<Sums<A, 2>*>(part_b.get());
     }
-    if (g.fused()) {
+    if (cluster.cluster > 0) {  // sm_90, opted in: one read of dy and x on a cluster
+      launch_cluster<EpilogueBackwardOp<T>, V, kCols>(op, cluster, partials_b, stream);
+    } else if (g.fused()) {
       launch_planes<EpilogueBackwardOp<T>, V, kCols>(op, g, kPassA | kPassB, nullptr, partials_b,
                                                      stream);
     } else {
@@ -221,7 +232,7 @@ void backward(const EpilogueBackwardArgs& a, cudaStream_t stream) {
       launch_planes<EpilogueBackwardOp<T>, V, kCols>(op, g, kPassB, nullptr, partials_b, stream);
     }
     if (channel_sums) {
-      launch_finalize_sums<A, 2>(partials_b, a.N, a.C, g.segments, true,
+      launch_finalize_sums<A, 2>(partials_b, a.N, a.C, segments, true,
                                  static_cast<A*>(a.dbias), static_cast<A*>(a.dnoise_strength),
                                  stream);
     }

@@ -50,7 +50,7 @@ def _build_ext(args: argparse.Namespace) -> int:
     from .ops.cuda import build
 
     try:
-        arch = build.normalize_arch(args.arch or build.default_arch())
+        arch = build.normalize_arch(args.arch or ("9.0" if args.report else build.default_arch()))
         print(f"stylegan_fast: compiling the CUDA extension for {arch} (one extension, all ops; "
               f"a few minutes)...", flush=True)
         result = build.build(arch, force=args.force, verbose=args.verbose)
@@ -59,6 +59,10 @@ def _build_ext(args: argparse.Namespace) -> int:
         return 1
     how = "found in the cache" if result.cached else f"built in {result.seconds:.0f} s"
     print(f"{result.path}\n  {how}; log: {result.log or '-'}")
+    report_arch = next((entry.removesuffix("+PTX") for entry in arch.split(";")
+                        if entry.removesuffix("+PTX") in ("9.0", "9.0a")), None)
+    if args.report and report_arch:  # the report's table has the ptxas columns
+        return _report(build, report_arch, result)
     if result.kernels:
         width = max(len(k.name) for k in result.kernels)
         print(f"  {'kernel':<{width}}  arch    regs   smem  stack  spill st/ld")
@@ -67,7 +71,27 @@ def _build_ext(args: argparse.Namespace) -> int:
                   f"  {k.spill_stores:>5}/{k.spill_loads}")
         spilling = [k for k in result.kernels if k.spill_stores or k.spill_loads]
         print(f"  {len(result.kernels)} kernels, {len(spilling)} with register spills")
-    return 0
+    return _report(build, None, result) if args.report else 0
+
+
+def _report(build, report_arch, result) -> int:
+    """build-ext --report: check the sm_90 machine code of ``result``, built for ``report_arch``
+    (9.0 or 9.0a; None: it has no sm_90 code, build for 9.0 first); 0 when every check passes."""
+    from .ops.cuda import sass
+
+    try:
+        if report_arch is None:
+            report_arch = "9.0"
+            print("stylegan_fast: the report inspects sm_90 code: building for 9.0 as well...",
+                  flush=True)
+            result = build.build(report_arch)
+            print(f"{result.path}\n  log: {result.log or '-'}")
+        report = sass.report(result.path, result.log, report_arch)
+    except (build.BuildError, sass.SassError) as exc:
+        print(f"stylegan-fast build-ext --report: error: {exc}", file=sys.stderr)
+        return 1
+    print(sass.format_report(report))
+    return 0 if report.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,9 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
         "build-ext", help="compile the CUDA extension now (no GPU needed) and report its kernels")
     build_ext.add_argument("--arch", default=None,
                            help="CUDA arch(s), e.g. 9.0 or '8.0;9.0+PTX' (default: this GPU's, "
-                                "else $TORCH_CUDA_ARCH_LIST, else 9.0)")
+                                "else $TORCH_CUDA_ARCH_LIST, else 9.0; with --report: 9.0)")
     build_ext.add_argument("--force", action="store_true", help="rebuild even if cached")
     build_ext.add_argument("--verbose", action="store_true", help="more output in the build log")
+    build_ext.add_argument(
+        "--report", action="store_true",
+        help="then check the sm_90 machine code (cuobjdump --dump-sass: the toolkit's, else "
+             "the one in Triton's wheel) of every kernel: 128-bit global loads/stores on the "
+             "vector path, no local memory (LDL/STL, ptxas spills), cluster barriers and "
+             "distributed shared memory in cluster kernels; print a table, exit 1 if a check "
+             "fails. Builds for 9.0 without --arch, and for 9.0 as well when --arch lacks it")
     build_ext.set_defaults(func=_build_ext)
     from .train import command as train_command
 

@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jsonl", help="append one JSON record per case to this file")
     parser.add_argument("--budget-seconds", type=float,
                         help="start no new case once this many seconds have passed")
+    parser.add_argument("--traffic", action="store_true",
+                        help="instead of timing: count the bytes each Triton kernel loads and "
+                             "stores (Triton's interpreter, CPU tensors, StyleGAN's layer shapes "
+                             "from 4x4 to 1024x1024 with N and C scaled down) against the op's "
+                             "minimum, forward and backward; --ops, --dtypes, --shapes, --modes, "
+                             "--jsonl and --budget-seconds apply (stylegan_fast/bench/traffic.py)")
     models = parser.add_argument_group(
         "model level (stylegan_fast/bench/model_bench.py, max_batch.py, plot.py)")
     models.add_argument("--model", action="store_true",
@@ -55,11 +61,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run what the flags ask for: the plot, the model benchmark and/or max batch, else the ops."""
+    """Run what the flags ask for: the plot, the traffic report, the model benchmark and/or max
+    batch, else the ops."""
     if args.plot:
         from . import plot
 
         return plot.main(args)
+    if args.traffic:
+        from . import traffic
+
+        return traffic.main(args)
     if not (args.model or args.max_batch):
         from . import op_bench
 

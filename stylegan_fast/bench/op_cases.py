@@ -1,7 +1,19 @@
 """The op benchmark's cases: op x backend x dtype x shape x mode, their inputs and minimum traffic.
 
-Shared by ``stylegan-fast bench`` (:mod:`.op_bench`) and ``benchmarks/bench_ops.py``. What each
-backend name means is in :mod:`.baselines`.
+Shared by ``stylegan-fast bench`` (:mod:`.op_bench`), ``--traffic`` (:mod:`.traffic`) and
+``benchmarks/bench_ops.py``. What each backend name means is in :mod:`.baselines`.
+
+The minimum memory traffic of an op (:func:`minimum_traffic`, the one definition; GB/s and the
+traffic report count it) is what a kernel must move at the least, tensor by tensor:
+
+* forward: read every input given once (x, the small tensors, a given noise map: noise drawn from
+  a seed costs nothing), write y once and, when a gradient is wanted, the state saved for the
+  backward once (bias_act: the uint8 mask, if the activation needs one; adain and
+  style_epilogue: the float32 mean and rstd [N, C]);
+* backward: read dy, the saved state and the inputs the backward needs once (adain: x,
+  style_scale; style_epilogue: x, bias, noise_strength, a given noise, style_scale; noise_inject:
+  a given noise, and strength only for a noise gradient), write each gradient wanted once (dx;
+  noise_inject passes dy through as dx, so writes none).
 """
 from __future__ import annotations
 
@@ -12,6 +24,8 @@ from typing import Callable
 import torch
 
 from .. import ops
+from ..ops._common import compute_dtype
+from ..ops.bias_act import needs_mask
 from .baselines import BASELINES, compiled, on_backend
 from .records import format_shape
 
@@ -23,24 +37,34 @@ DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half
 
 @dataclass(frozen=True)
 class OpSpec:
-    """How to call one op: its functions, its small fp32 tensors and fixed options."""
+    """How to call one op (its functions, its small fp32 tensors and fixed options), and what
+    its minimum traffic is made of (:func:`minimum_traffic`)."""
     reference: Callable  # the plain differentiable definition (what ``eager`` runs)
     public: Callable
     per_channel: tuple = ()  # names of [C] tensors
     per_sample: tuple = ()  # names of [N, C] tensors
     takes_noise: bool = False  # has a ``noise`` argument (None: drawn in the op)
     options: dict = field(default_factory=dict)
+    saved: tuple = ()  # state the forward saves for the backward when a gradient is wanted
+    backward_reads: tuple = ()  # inputs the backward reads (beside dy and the saved state)
+    dnoise_reads: tuple = ()  # inputs the backward reads only for a gradient of the noise
+    dx_is_dy: bool = False  # the backward passes dy through as dx (nothing written)
 
 
 OP_SPECS = {
     "bias_act": OpSpec(ops.bias_act_reference, ops.bias_act, per_channel=("b",),
-                       options={"act": "lrelu"}),
+                       options={"act": "lrelu"}, saved=("mask",)),
     "noise_inject": OpSpec(ops.noise_inject_reference, ops.noise_inject,
-                           per_channel=("strength",), takes_noise=True),
-    "adain": OpSpec(ops.adain_reference, ops.adain, per_sample=("style_scale", "style_bias")),
+                           per_channel=("strength",), takes_noise=True,
+                           backward_reads=("noise",), dnoise_reads=("strength",), dx_is_dy=True),
+    "adain": OpSpec(ops.adain_reference, ops.adain, per_sample=("style_scale", "style_bias"),
+                    saved=("mean", "rstd"), backward_reads=("x", "style_scale")),
     "style_epilogue": OpSpec(ops.style_epilogue_reference, ops.style_epilogue,
                              per_channel=("bias", "noise_strength"),
-                             per_sample=("style_scale", "style_bias"), takes_noise=True),
+                             per_sample=("style_scale", "style_bias"), takes_noise=True,
+                             saved=("mean", "rstd"),
+                             backward_reads=("x", "bias", "noise_strength", "noise",
+                                             "style_scale")),
 }
 
 
@@ -121,7 +145,9 @@ def make_cases(op_names: list, backends: list, dtypes: list, shapes: list, modes
 # ---------------------------------------------------------------- inputs and calls
 @dataclass
 class OpInputs:
-    """The keyword arguments of one call; ``grad_inputs`` (by name) are those that get gradients."""
+    """The keyword arguments of one call of ``op``; ``grad_inputs`` (by name) are those that get
+    gradients."""
+    op: str
     kwargs: dict
     grad_inputs: dict
 
@@ -130,9 +156,11 @@ class OpInputs:
         return self.kwargs["x"]
 
 
-def make_inputs(case: Case, *, explicit_noise: bool = False, seed: int = 0) -> OpInputs:
-    """Fresh random (never zero) inputs: x in the case dtype, small tensors in float32, and
-    ``noise=None`` unless ``explicit_noise`` (then a fixed [N, 1, H, W] map)."""
+def make_inputs(case: Case, *, explicit_noise: bool = False, seed: int = 0,
+                channels_last: bool = False) -> OpInputs:
+    """Fresh random (never zero) inputs: x in the case dtype (NCHW, or ``channels_last``), small
+    tensors in float32, and ``noise=None`` unless ``explicit_noise`` (then a fixed [N, 1, H, W]
+    map)."""
     spec = OP_SPECS[case.op]
     n, c, h, w = case.shape
     gen = torch.Generator(device=case.device).manual_seed(seed)
@@ -142,7 +170,8 @@ def make_inputs(case: Case, *, explicit_noise: bool = False, seed: int = 0) -> O
         return (t * scale).to(dtype)
 
     x_dtype = DTYPES[case.dtype]
-    tensors = {"x": randn(n, c, h, w, dtype=x_dtype)}
+    x = randn(n, c, h, w, dtype=x_dtype)
+    tensors = {"x": x.to(memory_format=torch.channels_last) if channels_last else x}
     tensors.update({name: randn(c, scale=0.2) for name in spec.per_channel})
     tensors.update({name: randn(n, c, scale=0.2) for name in spec.per_sample})
     grad_inputs = dict(tensors) if case.mode == "fwd+bwd" else {}
@@ -151,7 +180,7 @@ def make_inputs(case: Case, *, explicit_noise: bool = False, seed: int = 0) -> O
     kwargs = dict(tensors, **spec.options)
     if spec.takes_noise:
         kwargs["noise"] = randn(n, 1, h, w, dtype=x_dtype) if explicit_noise else None
-    return OpInputs(kwargs, grad_inputs)
+    return OpInputs(case.op, kwargs, grad_inputs)
 
 
 @functools.cache
@@ -167,17 +196,43 @@ def op_function(op: str, backend: str) -> Callable:
     return on_backend(public, backend)
 
 
-def min_bytes(inputs: OpInputs, mode: str) -> int:
-    """Minimum memory traffic of one rep (DESIGN.md section 6). fwd: read x and the small tensors
-    (and noise when given), write y. fwd+bwd adds: read dy, read x (and noise), write dx and the
-    gradients of the small tensors."""
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def minimum_traffic(inputs: OpInputs, direction: str) -> dict[str, tuple[int, int]]:
+    """The minimum traffic of ``inputs.op`` in ``direction`` (``fwd`` or ``bwd``), as
+    {tensor: (bytes read, bytes written)} (see the module docstring). Tensors are named as the
+    op's arguments, ``y``, ``dy``, ``mask``, ``mean``, ``rstd``, and ``d<argument>`` for the
+    gradients (``dx``, ``db``, ...). A gradient is wanted when ``inputs.grad_inputs`` is not
+    empty; the backward writes one for each of them."""
+    spec = OP_SPECS[inputs.op]
     x = inputs.x
-    big = x.numel() * x.element_size()
-    small = sum(t.numel() * t.element_size() for name, t in inputs.kwargs.items()
-                if isinstance(t, torch.Tensor) and name not in ("x", "noise"))
-    noise = inputs.kwargs.get("noise")
-    noise_bytes = noise.numel() * noise.element_size() if noise is not None else 0
-    forward = 2 * big + small + noise_bytes
-    if mode == "fwd":
-        return forward
-    return forward + 3 * big + small + noise_bytes
+    given = {name: t for name, t in inputs.kwargs.items() if isinstance(t, torch.Tensor)}
+    stats = x.shape[0] * x.shape[1] * torch.empty(0, dtype=compute_dtype(x)).element_size()
+    mask = x.numel() if needs_mask(spec.options.get("act"), spec.options.get("clamp")) else 0
+    saved = {name: size for name, size in (("mask", mask), ("mean", stats), ("rstd", stats))
+             if name in spec.saved and size}
+    grads = inputs.grad_inputs
+    if direction == "fwd":
+        traffic = {name: (_nbytes(t), 0) for name, t in given.items()}
+        traffic["y"] = (0, _nbytes(x))
+        if grads:
+            traffic.update((name, (0, size)) for name, size in saved.items())
+        return traffic
+    if direction != "bwd":
+        raise ValueError(f"direction must be fwd or bwd, got {direction!r}")
+    reads = list(spec.backward_reads) + (list(spec.dnoise_reads) if "noise" in grads else [])
+    traffic = {"dy": (_nbytes(x), 0), **{name: (size, 0) for name, size in saved.items()}}
+    traffic.update((name, (_nbytes(given[name]), 0)) for name in reads if name in given)
+    traffic.update((f"d{name}", (0, _nbytes(t))) for name, t in grads.items()
+                   if not (name == "x" and spec.dx_is_dy))
+    return traffic
+
+
+def min_bytes(inputs: OpInputs, mode: str) -> int:
+    """Minimum memory traffic of one rep (:func:`minimum_traffic`): its forward, and for
+    ``fwd+bwd`` its backward too."""
+    directions = ("fwd", "bwd") if mode == "fwd+bwd" else ("fwd",)
+    return sum(read + written for direction in directions
+               for read, written in minimum_traffic(inputs, direction).values())

@@ -14,11 +14,15 @@ w.r.t. x is zero and the derivative of (dx, db) w.r.t. dy is the same factor: do
 (R1) runs the same backward kernel on the incoming gradient.
 
 Saved for backward: only a uint8 ``mask`` with x's shape and layout (bit 0: z > 0, bit 1: the
-output was clamped), or nothing (an empty tensor) for ``linear`` without clamp.
+output was clamped), or nothing (an empty tensor) for ``linear`` without clamp. When no gradient
+is wanted (``torch.no_grad()``, inference, or neither x nor b requiring grad) the mask is not
+written at all: the forward then moves one read of x and one write of y.
 
 Backend interface (``register_impl("bias_act", name, impl)``)::
 
-    impl.forward(x, b, dim, act, alpha, gain, clamp) -> (y, mask)
+    impl.forward(x, b, dim, act, alpha, gain, clamp, save_mask) -> (y, mask)
+        mask: written only when save_mask (the op sets it to needs_mask(act, clamp) and a
+        gradient being wanted), else an empty uint8 tensor
     impl.backward(dy, mask, dim, act, alpha, gain, clamp, compute_db) -> (dx, db)
         db: float32 (float64 for float64 dy) of shape [x.shape[dim]], or empty if not compute_db
 """
@@ -42,7 +46,18 @@ def negative_slope(act: str, alpha: float) -> float:
 
 
 def needs_mask(act: str, clamp: Optional[float]) -> bool:
+    """Whether the backward of ``act`` with ``clamp`` needs the mask (linear without clamp: no)."""
     return act != "linear" or clamp is not None
+
+
+def grad_wanted(*tensors: Optional[torch.Tensor]) -> bool:
+    """Whether autograd will record an op on ``tensors`` (grad mode on, one requires grad)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def empty_mask(x: torch.Tensor) -> torch.Tensor:
+    """The mask when none is saved: an empty uint8 tensor on x's device."""
+    return x.new_empty(0, dtype=torch.uint8)
 
 
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = "lrelu",
@@ -77,7 +92,8 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     backend = backends.resolve_backend("bias_act", x.device)
     if backend == backends.EAGER:
         return bias_act_reference(x, b, dim, act, alpha, gain, clamp)
-    y, _ = _bias_act_op(x, b, dim, act, alpha, gain, clamp, backend)
+    save_mask = needs_mask(act, clamp) and grad_wanted(x, b)
+    y, _ = _bias_act_op(x, b, dim, act, alpha, gain, clamp, save_mask, backend)
     return y
 
 
@@ -99,14 +115,16 @@ def bias_act_reference(x, b=None, dim=1, act="lrelu", alpha=0.2, gain=1.0, clamp
 # ---------------------------------------------------------------- reference backend
 class Reference:
     @staticmethod
-    def forward(x, b, dim, act, alpha, gain, clamp):
+    def forward(x, b, dim, act, alpha, gain, clamp, save_mask):
         ct = compute_dtype(x)
         z = x.to(ct)
         if b is not None:
             z = z + channel_view(b.to(ct), x.dim(), dim)
         y = torch.where(z > 0, z, z * negative_slope(act, alpha)) * gain
-        if not needs_mask(act, clamp):
-            return like(x, y), x.new_empty(0, dtype=torch.uint8)
+        if not save_mask:
+            if clamp is not None:
+                y = y.clamp(-clamp, clamp)
+            return like(x, y), empty_mask(x)
         mask = (z > 0).to(torch.uint8) if act != "linear" else torch.zeros_like(z, dtype=torch.uint8)
         if clamp is not None:
             mask |= (y.abs() > clamp).to(torch.uint8) * MASK_CLAMPED
@@ -131,15 +149,15 @@ class Reference:
 # ---------------------------------------------------------------- custom ops and autograd
 @torch.library.custom_op("stylegan_fast::bias_act", mutates_args=())
 def _bias_act_op(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float,
-                 gain: float, clamp: Optional[float], backend: str
+                 gain: float, clamp: Optional[float], save_mask: bool, backend: str
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    return backends.get_impl("bias_act", backend).forward(x, b, dim, act, alpha, gain, clamp)
+    return backends.get_impl("bias_act", backend).forward(x, b, dim, act, alpha, gain, clamp,
+                                                          save_mask)
 
 
 @_bias_act_op.register_fake
-def _(x, b, dim, act, alpha, gain, clamp, backend):
-    mask = torch.empty_like(x, dtype=torch.uint8) if needs_mask(act, clamp) else \
-        x.new_empty(0, dtype=torch.uint8)
+def _(x, b, dim, act, alpha, gain, clamp, save_mask, backend):
+    mask = torch.empty_like(x, dtype=torch.uint8) if save_mask else empty_mask(x)
     return torch.empty_like(x), mask
 
 
@@ -158,7 +176,7 @@ def _(dy, mask, dim, act, alpha, gain, clamp, compute_db, backend):
 
 
 def _setup_forward(ctx, inputs, output):
-    x, b, dim, act, alpha, gain, clamp, backend = inputs
+    x, b, dim, act, alpha, gain, clamp, save_mask, backend = inputs
     ctx.save_for_backward(output[1])
     ctx.args = (dim, act, alpha, gain, clamp)
     ctx.backend = backend
@@ -167,9 +185,13 @@ def _setup_forward(ctx, inputs, output):
 
 def _backward(ctx, dy, _dmask):
     (mask,) = ctx.saved_tensors
+    if mask.numel() == 0 and needs_mask(ctx.args[1], ctx.args[4]) and dy.numel() > 0:
+        raise RuntimeError("stylegan_fast.ops.bias_act: the forward ran without a gradient "
+                           "wanted (no mask saved) but a backward was requested")
     compute_db = ctx.b_dtype is not None and ctx.needs_input_grad[1]
     dx, db = _bias_act_backward_op(dy, mask, *ctx.args, compute_db, ctx.backend)
-    return dx, (db.to(ctx.b_dtype) if compute_db else None), None, None, None, None, None, None
+    return (dx, (db.to(ctx.b_dtype) if compute_db else None), None, None, None, None, None, None,
+            None)
 
 
 def _setup_backward(ctx, inputs, output):

@@ -1,12 +1,16 @@
+import contextlib
+
 import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from stylegan_fast import ops
 from stylegan_fast.ops import bias_act, bias_act_reference
 
 from .helpers import (
     ALL_DTYPES,
+    DEVICE_BACKENDS,
     ODD_SHAPES,
     assert_close_to_reference,
     gradcheck_options,
@@ -100,6 +104,57 @@ def test_saves_only_a_uint8_mask():
     b = rand((8,), torch.float32)
     assert saved_bytes(lambda: bias_act(x, b, clamp=1.0)) == x.numel()  # 1 byte per element
     assert saved_bytes(lambda: bias_act(x, b, act="linear")) == 0
+
+
+KERNEL_BACKENDS = [p for p in DEVICE_BACKENDS if p.values[1] != "eager"]
+
+
+class MaskRecorder(TorchDispatchMode):
+    """The mask output of every stylegan_fast::bias_act forward dispatched inside it."""
+
+    def __init__(self):
+        super().__init__()
+        self.masks = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.name() == "stylegan_fast::bias_act":
+            self.masks.append(out[1])
+        return out
+
+
+@pytest.mark.parametrize("device,backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("clamp", [None, 0.6], ids=["noclamp", "clamp"])
+def test_writes_no_mask_when_no_gradient_is_wanted(device, backend, clamp):
+    """Inference moves one read of x and one write of y: no mask without a gradient to come.
+    (Every backend but eager, which runs no custom op: autograd there saves what PyTorch saves.)"""
+    x = rand((2, 5, 7, 9), torch.float32, device)
+    b = rand((5,), torch.float32, device)
+    want = bias_act_reference(x, b, clamp=clamp).detach()
+    cases = {
+        "no_grad": (torch.no_grad, x, b),
+        "inference_mode": (torch.inference_mode, x, b),
+        "no input requires grad": (contextlib.nullcontext, x.detach(), b.detach()),
+    }
+    with ops.use_backend(backend):
+        for name, (context, xi, bi) in cases.items():
+            with MaskRecorder() as recorder, context():
+                y = bias_act(xi, bi, clamp=clamp)
+            assert [m.numel() for m in recorder.masks] == [0], name
+            torch.testing.assert_close(y, want, rtol=1e-6, atol=1e-6, msg=name)
+        # a gradient wanted through x or b alone: the mask is written, and the gradient is right
+        for xi, bi in ((x, b.detach()), (x.detach(), b)):
+            with MaskRecorder() as recorder:
+                y = bias_act(xi, bi, clamp=clamp)
+            assert [m.numel() for m in recorder.masks] == [x.numel()]
+            leaf = xi if xi.requires_grad else bi
+            dy = torch.randn_like(y)
+            (got,) = torch.autograd.grad(y, leaf, dy)
+            ref_leaf = leaf.detach().requires_grad_()
+            ref_y = bias_act_reference(ref_leaf if leaf is xi else xi,
+                                       ref_leaf if leaf is bi else bi, clamp=clamp)
+            (expected,) = torch.autograd.grad(ref_y, ref_leaf, dy)
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_respects_alpha_and_gain():

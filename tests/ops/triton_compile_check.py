@@ -73,8 +73,9 @@ for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
             b, strength = torch.randn(c, dtype=small), torch.randn(c, dtype=small)
             styles = torch.randn(n, c, dtype=small), torch.randn(n, c, dtype=small)
             for clamp in (None, 0.5):
-                y, mask = BiasActTriton.forward(x, b, 1, "lrelu", 0.2, 1.4, clamp)
+                y, mask = BiasActTriton.forward(x, b, 1, "lrelu", 0.2, 1.4, clamp, True)
                 BiasActTriton.backward(y, mask, 1, "lrelu", 0.2, 1.4, clamp, True)
+                BiasActTriton.forward(x, b, 1, "lrelu", 0.2, 1.4, clamp, False)
             BiasActTriton.backward(x, x.new_empty(0, dtype=torch.uint8), 1, "linear", 1.0, 1.0,
                                    None, False)
             for noise in (None, torch.randn(1, 1, h, w, dtype=small)):

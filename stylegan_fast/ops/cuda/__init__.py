@@ -20,7 +20,7 @@ import torch
 
 from .. import backends
 from .._common import compute_dtype, like
-from ..bias_act import needs_mask, negative_slope
+from ..bias_act import negative_slope
 from . import build
 
 __all__ = ["AdainCuda", "BiasActCuda", "NoiseInjectCuda", "StyleEpilogueCuda", "build"]
@@ -64,11 +64,11 @@ def _noise_map(x: torch.Tensor, noise: Optional[torch.Tensor], seed: Optional[to
 
 class BiasActCuda:
     @staticmethod
-    def forward(x, b, dim, act, alpha, gain, clamp):
+    def forward(x, b, dim, act, alpha, gain, clamp, save_mask):
         xd = x if _dense(x) else x.contiguous()
         channels = x.shape[dim] if b is not None else 1
         inner = xd.stride(dim) if channels > 1 else 1
-        mask_needed = needs_mask(act, clamp)
+        mask_needed = save_mask
         y, mask = _ext().bias_act_forward(
             xd, _small(b, x), channels, inner, negative_slope(act, alpha), gain,
             -1.0 if clamp is None else clamp, mask_needed, act != "linear")

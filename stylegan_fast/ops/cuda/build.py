@@ -81,6 +81,7 @@ class KernelInfo:
     stack: int                     # stack frame, bytes
     spill_stores: int
     spill_loads: int
+    mangled: str = ""              # the name as ptxas (and cuobjdump) print it
 
 
 _STATE: dict = {"module": None, "error": None}
@@ -385,13 +386,13 @@ def parse_ptxas(text: str) -> list[KernelInfo]:
             current.registers = int(match.group(1))
             smem = re.search(r"(\d+) bytes smem", line)
             current.smem = int(smem.group(1)) if smem else 0
-    names = _demangle([k.name for k in kernels])
+    names = demangle([k.name for k in kernels])
     for kernel, name in zip(kernels, names):
-        kernel.name = name
+        kernel.mangled, kernel.name = kernel.name, name
     return kernels
 
 
-def _demangle(names: list[str]) -> list[str]:
+def demangle(names: list[str]) -> list[str]:
     """Readable kernel names: demangled (c++filt), namespaces and arguments dropped."""
     filt = shutil.which("c++filt")
     if filt and names:

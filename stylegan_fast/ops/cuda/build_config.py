@@ -7,7 +7,7 @@ import importlib.util
 from pathlib import Path
 
 SOURCES = ("bindings.cpp", "bias_act.cu", "noise_inject.cu", "adain.cu", "style_epilogue.cu")
-HEADERS = ("launchers.h", "common.cuh", "plane.cuh")
+HEADERS = ("launchers.h", "common.cuh", "plane.cuh", "cluster.cuh")
 # nvcc: -O3 without --use_fast_math (the statistics need IEEE division and sqrt), every warning an
 # error, and ptxas' register / shared memory / spill report for each kernel.
 CUDA_FLAGS = ("-O3", "-std=c++20", "-Xptxas", "-v", "-Werror", "all-warnings",

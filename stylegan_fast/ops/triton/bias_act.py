@@ -16,7 +16,7 @@ import triton.language as tl
 
 from .. import backends
 from .._common import compute_dtype, like
-from ..bias_act import MASK_CLAMPED, MASK_POSITIVE, needs_mask, negative_slope
+from ..bias_act import MASK_CLAMPED, MASK_POSITIVE, empty_mask, negative_slope
 from ._common import TILE_ELEMENTS, accumulator, dense, num_warps, pow2
 
 
@@ -129,23 +129,20 @@ class _Geometry:
 
 class BiasActTriton:
     @staticmethod
-    def forward(x, b, dim, act, alpha, gain, clamp):
-        write_mask = needs_mask(act, clamp)
+    def forward(x, b, dim, act, alpha, gain, clamp, save_mask):
         if x.numel() == 0:
-            mask = torch.empty_like(x, dtype=torch.uint8) if write_mask else \
-                x.new_empty(0, dtype=torch.uint8)
+            mask = torch.empty_like(x, dtype=torch.uint8) if save_mask else empty_mask(x)
             return torch.empty_like(x), mask
         xd = dense(x)
         geometry = _Geometry(xd, dim, b is not None)
         y = torch.empty_like(xd)
-        mask = torch.empty_like(xd, dtype=torch.uint8) if write_mask else \
-            x.new_empty(0, dtype=torch.uint8)
+        mask = torch.empty_like(xd, dtype=torch.uint8) if save_mask else empty_mask(x)
         _forward_kernel[geometry.grid](
-            xd, b.contiguous() if b is not None else xd, y, mask if write_mask else y,
+            xd, b.contiguous() if b is not None else xd, y, mask if save_mask else y,
             *geometry.args, geometry.channels, negative_slope(act, alpha), gain,
-            clamp if clamp is not None else 0.0, HAS_BIAS=b is not None, WRITE_MASK=write_mask,
+            clamp if clamp is not None else 0.0, HAS_BIAS=b is not None, WRITE_MASK=save_mask,
             SIGN_BIT=act != "linear", HAS_CLAMP=clamp is not None, **geometry.flags)
-        return like(x, y), (like(x, mask, torch.uint8) if write_mask else mask)
+        return like(x, y), (like(x, mask, torch.uint8) if save_mask else mask)
 
     @staticmethod
     def backward(dy, mask, dim, act, alpha, gain, clamp, compute_db):

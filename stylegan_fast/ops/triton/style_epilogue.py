@@ -12,6 +12,11 @@ backward  stats:  per (plane, split) S1 = sum dy, S2 = sum dy * xhat
 When one tile covers a whole plane (SPLITS == 1, BLOCK_HW >= H*W) the stats are computed in the
 apply/input kernel itself: one read of x (and dy), one write of y (dx). Every partial is reduced
 in a fixed order (no atomics), so results are deterministic.
+
+Larger planes (NCHW: over WHOLE_PLANE_ELEMENTS = 16K pixels; channels_last: over 4096 / C
+pixels, C rounded up to a power of two) take two sweeps, reading x twice in forward and x and dy
+twice in backward: 1.50x and 1.67x the op's minimum traffic (``stylegan-fast bench --traffic``).
+That is the ceiling of this Triton design; DESIGN.md section 6 has the way past it on Hopper.
 """
 from __future__ import annotations
 
