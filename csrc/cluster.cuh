@@ -119,7 +119,7 @@ plane_rows_cluster_kernel(const Op op,                    // the pass's tensors 
   namespace cg = cooperative_groups;
   const cg::cluster_group cluster = cg::this_cluster();
 
-  // Positions are 32-bit offsets into the segment (plan_cluster: seg_len < 2^31) from pointers
+  // Positions are 32-bit offsets into the segment (plan_cluster: seg_len < 2^30) from pointers
   // to its start: few registers stay live across pass A (no spills around its divisions).
   const int s = static_cast<int>(cluster.block_rank());
   const unsigned plane32 = blockIdx.x / static_cast<unsigned>(g.segments);  // n * C + c
