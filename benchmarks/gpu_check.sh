@@ -13,8 +13,13 @@
 # log per step.
 #
 # Environment: GPU_CHECK_PRESET (bench preset, default gpu; smoke for a CPU try-out),
-#              TOTAL_SECONDS (overall limit), GPU_CHECK_MEMCHECK=1 (also run the cuda op tests
-#              under compute-sanitizer memcheck; give it TOTAL_SECONDS to spare),
+#              TOTAL_SECONDS (overall limit), GPU_CHECK_WORKERS (pytest-xdist workers for the
+#              tests when xdist is installed, default 8: Triton compiles each specialization on
+#              first use, so one process spends minutes compiling), GPU_CHECK_MEMCHECK=1 (also run
+#              the cuda backend's op tests under compute-sanitizer memcheck, beside the tests,
+#              for at most GPU_CHECK_MEMCHECK_SECONDS, default 240), GPU_CHECK_CLUSTER_SECONDS
+#              (the cluster benchmark's budget, default 90), GPU_CHECK_OP_ARGS (more flags for
+#              the op bench of bias_act, noise_inject and adain),
 #              GPU_CHECK_MODEL_ARGS (more `bench --model` flags, e.g. "--resolutions 256
 #              --dtypes float32" to spend the model budget on fewer cases),
 #              GPU_CHECK_MAX_BATCH=1 (also search the largest 1024 px batch within 16/24 GiB;
@@ -55,27 +60,60 @@ run_step() {
     return "$rc"
 }
 
+# run_step_in_background NAME LIMIT_SECONDS LOGFILE COMMAND...: run_step in a background job; its
+# status line is collected by wait_for_background_steps.
+BACKGROUND_STATUS="$OUTDIR/.background-status"
+: > "$BACKGROUND_STATUS"
+run_step_in_background() {
+    (
+        STATUS_LINES=()
+        run_step "$@"
+        printf '%s\n' "${STATUS_LINES[@]}" >> "$BACKGROUND_STATUS"
+    ) &
+}
+wait_for_background_steps() {
+    wait
+    local line
+    while IFS= read -r line; do STATUS_LINES+=("$line"); done < "$BACKGROUND_STATUS"
+    : > "$BACKGROUND_STATUS"
+}
+
 run_step nvidia-smi 20 nvidia-smi.txt nvidia-smi
 # Build the CUDA extension for this GPU first, so that the tests and benchmarks include `cuda`.
 run_step build-ext 180 build-ext.log python3 -m stylegan_fast.cli build-ext
 run_step doctor 60 doctor.txt python3 -m stylegan_fast.cli doctor
-# Triton compiles each kernel specialization on first use: the test step gets the larger share.
-run_step tests 200 tests.log python3 -m pytest tests -q --maxfail=20 -p no:cacheprovider \
-    --junitxml="$OUTDIR/tests.xml"
-TESTS_RC=$?
-if [ "${GPU_CHECK_MEMCHECK:-0}" = "1" ]; then
-    run_step memcheck 240 memcheck.log compute-sanitizer --tool memcheck --error-exitcode 3 \
-        python3 -m pytest tests/ops -q -k "cuda and not build" -p no:cacheprovider
+# Triton compiles each kernel specialization on first use: the tests run on several workers when
+# pytest-xdist is there. The memcheck run (the cuda backend's op tests and the cluster kernels under
+# compute-sanitizer) runs beside them: both check correctness, neither is timed.
+XDIST=() MEMCHECK_XDIST=()
+if python3 -c "import xdist" 2>/dev/null; then
+    XDIST=(-n "${GPU_CHECK_WORKERS:-8}") MEMCHECK_XDIST=(-n 4)
 fi
+SANITIZER="$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer \
+    /opt/nvidia/*/compute-sanitizer/compute-sanitizer 2>/dev/null | head -n 1)"
+if [ "${GPU_CHECK_MEMCHECK:-0}" = "1" ]; then
+    run_step_in_background memcheck "${GPU_CHECK_MEMCHECK_SECONDS:-240}" memcheck.log "${SANITIZER:-compute-sanitizer}" \
+        --tool memcheck \
+        --error-exitcode 3 python3 -m pytest tests/ops -q -p no:cacheprovider \
+        -k "(cuda-cuda or clusters) and not build" "${MEMCHECK_XDIST[@]}"
+fi
+run_step tests 200 tests.log python3 -m pytest tests -q --maxfail=20 -p no:cacheprovider \
+    "${XDIST[@]}" --junitxml="$OUTDIR/tests.xml"
+TESTS_RC=$?
+wait_for_background_steps
 # The sm_90 thread-block-cluster kernels (opt-in, STYLEGAN_FAST_CUDA_CLUSTERS=1) against the
 # two-sweep kernels at the 256-1024 px layers' shapes: correctness, which path ran, and timings
 # (tests/ops/test_cuda_clusters.py, part of the tests above, checks them against ref too).
-run_step clusters 150 clusters.log python3 benchmarks/bench_clusters.py \
-    --jsonl "$OUTDIR/clusters.jsonl" --reps 10 --warmup 3 --budget-seconds 90
+run_step clusters $((${GPU_CHECK_CLUSTER_SECONDS:-90} + 60)) clusters.log \
+    python3 benchmarks/bench_clusters.py --jsonl "$OUTDIR/clusters.jsonl" --reps 10 --warmup 3 \
+    --budget-seconds "${GPU_CHECK_CLUSTER_SECONDS:-90}"
 # Each bench stops starting new cases at its --budget-seconds and appends every finished case to
 # its JSONL, so a step killed by its timeout still leaves results. What the tests leave (minus 40 s
-# for the plot and the summary) is shared: the op bench up to 45% (at most 170 s), the model bench
-# (256 px first, then 1024 px) the rest; each step's timeout gives the case in flight 60 s more.
+# for the plot and the summary) is shared: the fused epilogue's op bench first (the project's
+# central claim, every backend, up to 30%, at most 150 s), the other ops (up to 40% of what is
+# left, at most 150 s; GPU_CHECK_OP_ARGS narrows them, e.g. "--backends eager,triton,cuda"), then
+# the model bench (256 px first, then 1024 px) the rest; each step's timeout gives the case in
+# flight 60 s more.
 budget_for() {  # budget_for PERCENT MAX: seconds for the next bench, at least 1
     local left=$((TOTAL_SECONDS - SECONDS - 40 - 60))
     local budget=$((left * $1 / 100))
@@ -83,9 +121,14 @@ budget_for() {  # budget_for PERCENT MAX: seconds for the next bench, at least 1
     if [ "$budget" -lt 1 ]; then budget=1; fi
     echo "$budget"
 }
-BUDGET=$(budget_for 45 170)
+BUDGET=$(budget_for 30 150)
+run_step bench-epilogue $((BUDGET + 60)) bench-epilogue.log python3 -m stylegan_fast.cli bench \
+    --preset "$PRESET" --ops style_epilogue --jsonl "$OUTDIR/ops.jsonl" --budget-seconds "$BUDGET"
+BUDGET=$(budget_for 40 150)
+# shellcheck disable=SC2086  # GPU_CHECK_OP_ARGS is a list of flags
 run_step bench $((BUDGET + 60)) bench.log python3 -m stylegan_fast.cli bench --preset "$PRESET" \
-    --jsonl "$OUTDIR/ops.jsonl" --budget-seconds "$BUDGET"
+    --ops bias_act,noise_inject,adain --jsonl "$OUTDIR/ops.jsonl" --budget-seconds "$BUDGET" \
+    ${GPU_CHECK_OP_ARGS:-}
 BUDGET=$(budget_for 100 300)
 # shellcheck disable=SC2086  # GPU_CHECK_MODEL_ARGS is a list of flags
 run_step models $((BUDGET + 60)) models.log python3 -m stylegan_fast.cli bench --model \
@@ -105,17 +148,20 @@ if [ "${#RESULTS[@]}" -gt 0 ]; then
         "${RESULTS[@]}"
 fi
 
+rm -f "$BACKGROUND_STATUS"
 echo
 echo "== summary (${SECONDS}s, results in $OUTDIR)"
 printf '%s\n' "${STATUS_LINES[@]}"
 if [ -f "$OUTDIR/tests.log" ]; then
     echo "tests: $(grep -E '(passed|failed|error|no tests ran)' "$OUTDIR/tests.log" | tail -n 1)"
 fi
-if [ -f "$OUTDIR/bench.log" ]; then
-    echo
-    echo "== op benchmark table (tail of bench.log)"
-    tail -n 70 "$OUTDIR/bench.log"
-fi
+for log in bench-epilogue.log bench.log; do
+    if [ -f "$OUTDIR/$log" ]; then
+        echo
+        echo "== op benchmark table (tail of $log)"
+        tail -n 40 "$OUTDIR/$log"
+    fi
+done
 if [ -f "$OUTDIR/clusters.log" ]; then
     echo
     echo "== cluster kernels vs two sweeps (tail of clusters.log)"

@@ -220,11 +220,13 @@ template <typename A> struct Welford {
     return Welford{sgf::shfl_xor(n, offset), sgf::shfl_xor(mean, offset),
                    sgf::shfl_xor(m2, offset)};
   }
-  // mean (0 for an empty set) and 1 / sqrt(M2 / n + eps) (1 / sqrt(eps) for an empty set).
+  // mean (0 for an empty set) and 1 / sqrt(M2 / n + eps); rstd is 0 for a set of at most one
+  // value, whose deviation from its mean is identically 0: that keeps xhat and its gradient exactly
+  // 0 there (1 / sqrt(eps) would scale the rounding of a - mean and of dy * s - mean by ~1e4).
   __device__ __forceinline__ void finalize(A eps, A& mean_out, A& rstd_out) const {
     const A var = n > A(0) ? m2 / n : A(0);
     mean_out = n > A(0) ? mean : A(0);
-    rstd_out = A(1) / sqrt(var + eps);
+    rstd_out = n > A(1) ? A(1) / sqrt(var + eps) : A(0);
   }
 };
 

@@ -1,7 +1,8 @@
 // style_epilogue (and adain, its special case): noise, bias, leaky ReLU, instance norm, modulation.
 //
 //   t = x + noise[n, l] * noise_strength[c] + bias[c]        a = (t > 0 ? t : alpha * t) * gain
-//   mean, rstd = Welford/Chan statistics of a over the (n, c) plane (float32, or float64)
+//   mean, rstd = Welford/Chan statistics of a over the (n, c) plane (float32, or float64;
+//                rstd = 0 for a one-pixel plane: Welford::finalize)
 //   y = (a - mean) * rstd * (style_scale[n, c] + scale_offset) + style_bias[n, c]
 //
 // Backward (L = H * W, ahat = (a - mean) * rstd, s = style_scale + scale_offset):

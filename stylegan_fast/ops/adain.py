@@ -3,6 +3,7 @@
 Forward, for x [N, C, H, W] and style_scale, style_bias [N, C]; means over the H*W plane::
 
     mean = E[x],  rstd = 1 / sqrt(E[(x - mean)^2] + eps)        (two-pass, float32)
+                  (rstd = 0 for H*W == 1, where x - mean is identically 0)
     xhat = (x - mean) * rstd
     y = xhat * (style_scale + scale_offset) + style_bias
 
@@ -75,9 +76,15 @@ def _plane_mean(t: torch.Tensor) -> torch.Tensor:
 
 
 def instance_stats(a: torch.Tensor, eps: float):
-    """Two-pass mean and rstd of each (n, c) plane of ``a`` (already in the compute dtype)."""
+    """Two-pass mean and rstd of each (n, c) plane of ``a`` (already in the compute dtype).
+
+    A one-pixel plane gets rstd = 0, as in every backend: its a - mean is identically 0, so its
+    xhat and gradient are exactly 0 whatever rstd is, and 1 / sqrt(eps) would only scale the
+    kernels' rounding of a - mean (fused multiply-adds) by ~1e4."""
     mean = _plane_mean(a)
     rstd = torch.rsqrt(_plane_mean((a - mean) ** 2) + eps)
+    if a.shape[2] * a.shape[3] == 1:
+        rstd = torch.zeros_like(rstd)
     return mean[:, :, 0, 0], rstd[:, :, 0, 0]
 
 

@@ -5,7 +5,8 @@ noise [N or 1, 1, H, W] (drawn in the op when None)::
 
     t = x + noise * noise_strength[c] + bias[c]          (each term only when given)
     a = lrelu(t, alpha) * gain
-    mean, rstd = instance statistics of a over H, W      (two-pass, float32)
+    mean, rstd = instance statistics of a over H, W      (two-pass, float32; rstd = 0 for
+                                                          H*W == 1, see adain)
     y = (a - mean) * rstd * (style_scale + scale_offset) + style_bias
 
 Backward: the adain backward gives da (and the style gradients), then::

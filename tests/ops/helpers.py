@@ -161,3 +161,11 @@ class OpNamespaces(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.namespaces.add(func.namespace)
         return func(*args, **(kwargs or {}))
+
+
+def bad_call_id(value) -> str:
+    """A stable test id for a BAD_CALLS entry: a lambda's str holds its address, which differs
+    between processes (pytest-xdist workers must collect the same ids), so it becomes 'call'."""
+    if getattr(value, "__name__", None) == "<lambda>":
+        return "call"
+    return getattr(value, "__name__", None) or str(value)[:30]

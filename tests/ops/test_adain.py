@@ -10,6 +10,7 @@ from .helpers import (
     ODD_SHAPES,
     assert_close_to_reference,
     assert_double_backward_raises,
+    bad_call_id,
     gradcheck_options,
     parametrize_backends,
     rand,
@@ -92,7 +93,7 @@ BAD_CALLS = [
 ]
 
 
-@pytest.mark.parametrize("call,error,message", BAD_CALLS, ids=lambda v: str(v)[:30])
+@pytest.mark.parametrize("call,error,message", BAD_CALLS, ids=bad_call_id)
 def test_bad_input_names_the_argument(call, error, message):
     with pytest.raises(error, match=message):
         call(rand((2, 3, 4, 4)), *styles(2, 3, torch.float32, "cpu"))

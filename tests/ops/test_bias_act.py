@@ -13,6 +13,7 @@ from .helpers import (
     DEVICE_BACKENDS,
     ODD_SHAPES,
     assert_close_to_reference,
+    bad_call_id,
     gradcheck_options,
     parametrize_backends,
     rand,
@@ -182,7 +183,7 @@ BAD_CALLS = [
 ]
 
 
-@pytest.mark.parametrize("call,error,message", BAD_CALLS, ids=lambda v: str(v)[:30])
+@pytest.mark.parametrize("call,error,message", BAD_CALLS, ids=bad_call_id)
 def test_bad_input_names_the_argument(call, error, message):
     with pytest.raises(error, match=message):
         call(rand((2, 3, 4, 4)), rand((3,)))

@@ -10,6 +10,7 @@ from .helpers import (
     ODD_SHAPES,
     assert_close_to_reference,
     assert_double_backward_raises,
+    bad_call_id,
     gradcheck_options,
     parametrize_backends,
     rand,
@@ -147,7 +148,7 @@ BAD_CALLS = [
 ]
 
 
-@pytest.mark.parametrize("call,error,message", BAD_CALLS, ids=lambda v: str(v)[:30])
+@pytest.mark.parametrize("call,error,message", BAD_CALLS, ids=bad_call_id)
 def test_bad_input_names_the_argument(call, error, message):
     with pytest.raises(error, match=message):
         call(*make_args((2, 3, 4, 4)))
@@ -177,3 +178,20 @@ def test_half_small_tensors_beside_a_float32_x(device, backend, small):
     assert ours[0].dtype == torch.float32 and all(g.dtype == small for g in ours[1:])
     for got, expected in zip(ours, want):
         torch.testing.assert_close(got.float(), expected.float(), rtol=1e-2, atol=1e-2)
+
+
+@parametrize_backends
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_small_gradients_of_a_16_bit_x_are_accumulated_in_float32(device, backend, dtype):
+    """dbias, dnoise_strength and dnoise (float32 like their inputs) sum dt in float32 as ref
+    does, not a dt first rounded to x's 16-bit dtype (which made dnoise's error several times
+    PyTorch's own low-precision error on some inputs)."""
+    args = make_args((2, 3, 4, 6), dtype, device)
+    dy = torch.randn_like(args[0])
+    with ops.use_backend(backend):
+        ours = torch.autograd.grad(epilogue(*args), args, dy)
+    with ops.use_backend("ref"):
+        want = torch.autograd.grad(epilogue(*args), args, dy)
+    for i in (1, 4, 5):  # bias, noise_strength, noise
+        assert ours[i].dtype == torch.float32
+        torch.testing.assert_close(ours[i], want[i], rtol=1e-4, atol=1e-4 * want[i].abs().max())

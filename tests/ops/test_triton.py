@@ -70,3 +70,47 @@ def test_reductions_are_deterministic(device, monkeypatch):
 
     for first, second in zip(grads(), grads()):
         assert torch.equal(first, second)
+
+
+SCALARS = [2 ** 0.5, 0.2, 1e-8, 1 / 3, -7.1, 0.0, 1.0, 1e30]
+
+
+def test_scalar_args_split_float64_values_into_two_float32_parts():
+    """Triton passes Python floats as float32; scalar_args' (hi, lo) keep ~48 bits for float64
+    kernels, and hi alone is the float32 rounding (what float32 kernels used before)."""
+    from stylegan_fast.ops.triton._common import scalar_args
+
+    parts = scalar_args(*SCALARS, float("inf"))
+    for value, hi, lo in zip(SCALARS, parts[0::2], parts[1::2]):
+        assert hi == torch.tensor(value, dtype=torch.float32).item()
+        rebuilt = hi + torch.tensor(lo, dtype=torch.float32).item()
+        assert abs(rebuilt - value) <= 2 ** -47 * abs(value), value
+    assert parts[-2:] == (float("inf"), 0.0)
+
+
+@pytest.mark.parametrize("device", TRITON_DEVICES)
+def test_kernels_rebuild_float64_scalars(device):
+    """A kernel reading scalar(hi, lo, float64) gets the float64 value, not its float32 rounding;
+    with float32 it gets exactly the float32 rounding."""
+    import triton.language as tl
+
+    from stylegan_fast.ops.triton._common import scalar_args
+
+    for value in SCALARS:
+        out64 = torch.empty(1, dtype=torch.float64, device=device)
+        _read_scalar[(1,)](out64, *scalar_args(value), ACC=tl.float64)
+        assert abs(out64.item() - value) <= 2 ** -47 * abs(value), value
+        out32 = torch.empty(1, dtype=torch.float32, device=device)
+        _read_scalar[(1,)](out32, *scalar_args(value), ACC=tl.float32)
+        assert out32.item() == torch.tensor(value, dtype=torch.float32).item(), value
+
+
+if TRITON_DEVICES:
+    import triton
+    import triton.language as tl
+
+    from stylegan_fast.ops.triton._common import scalar
+
+    @triton.jit
+    def _read_scalar(out_ptr, hi, lo, ACC: tl.constexpr):
+        tl.store(out_ptr, scalar(hi, lo, ACC))

@@ -1,7 +1,9 @@
 """Helpers shared by the Triton kernels: layouts, block shapes, dtypes, in-kernel noise."""
 from __future__ import annotations
 
+import math
 import os
+import struct
 
 import torch
 import triton
@@ -58,6 +60,31 @@ def plane_tiles(c: int, hw: int, channels_last: bool):
         return block_c, min(pow2(hw), max(1, TILE_ELEMENTS // block_c))
     block_hw = pow2(hw) if pow2(hw) <= WHOLE_PLANE_ELEMENTS else min(1024, TILE_ELEMENTS)
     return min(pow2(c), max(1, TILE_ELEMENTS // block_hw)), block_hw
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def scalar_args(*values: float) -> tuple:
+    """Each value as two kernel arguments (hi, lo), read back in the kernel with
+    :func:`scalar`. Triton passes a Python float as float32, which would round the float64
+    kernels' alpha, gain, eps, ... to 24 bits; hi is that float32 rounding and lo the rest
+    (rounded to float32 in turn), so hi + lo keeps about 48 bits. Float32 kernels get hi."""
+    args = []
+    for value in values:
+        value = float(value)
+        if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+            args += [value, 0.0]
+            continue
+        hi = struct.unpack("f", struct.pack("f", value))[0]
+        args += [hi, value - hi]
+    return tuple(args)
+
+
+@triton.jit
+def scalar(hi, lo, ACC: tl.constexpr):
+    """A scalar argument passed as ``scalar_args``: hi + lo in ACC (float32 ACC: hi itself)."""
+    return tl.cast(hi, ACC) + tl.cast(lo, ACC)
 
 
 def seed_value(seed) -> int:

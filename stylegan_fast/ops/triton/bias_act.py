@@ -17,7 +17,15 @@ import triton.language as tl
 from .. import backends
 from .._common import compute_dtype, like
 from ..bias_act import MASK_CLAMPED, MASK_POSITIVE, empty_mask, negative_slope
-from ._common import TILE_ELEMENTS, accumulator, dense, num_warps, pow2
+from ._common import (
+    TILE_ELEMENTS,
+    accumulator,
+    dense,
+    num_warps,
+    pow2,
+    scalar,
+    scalar_args,
+)
 
 
 @triton.jit
@@ -36,13 +44,16 @@ def _forward_kernel(
     y_ptr,           # out, same layout as x
     mask_ptr,        # out (if WRITE_MASK): uint8, same layout; bit 0: z > 0, bit 1: clamped
     rows, K, row_stride, C,
-    slope,           # act's slope for z <= 0 (1 linear, 0 relu, alpha lrelu)
-    gain, clamp,
+    slope, slope_lo,  # act's slope for z <= 0 (1 linear, 0 relu, alpha lrelu): scalar_args
+    gain, gain_lo,   # gain after the activation: scalar_args
+    clamp, clamp_lo,  # |y| bound (if HAS_CLAMP): scalar_args
     CHANNEL_IS_COL: tl.constexpr, HAS_BIAS: tl.constexpr, WRITE_MASK: tl.constexpr,
     SIGN_BIT: tl.constexpr, HAS_CLAMP: tl.constexpr, BLOCK_R: tl.constexpr,
     BLOCK_K: tl.constexpr, ACC: tl.constexpr,
 ):
     r, k, offsets, valid = _tile(tl.program_id(0), rows, K, row_stride, BLOCK_R, BLOCK_K)
+    slope, gain = scalar(slope, slope_lo, ACC), scalar(gain, gain_lo, ACC)
+    clamp = scalar(clamp, clamp_lo, ACC)
     z = tl.load(x_ptr + offsets, mask=valid, other=0.0).to(ACC)
     if HAS_BIAS:
         if CHANNEL_IS_COL:
@@ -68,12 +79,14 @@ def _backward_kernel(
     mask_ptr,        # uint8 mask from the forward (if HAS_MASK)
     dx_ptr,          # out, same layout as dy
     part_ptr,        # out (if COMPUTE_DB): [row blocks, C] or [rows, K blocks] partial sums of dx
-    rows, K, row_stride, slope, gain,
+    rows, K, row_stride,
+    slope, slope_lo, gain, gain_lo,  # as in _forward_kernel: scalar_args
     CHANNEL_IS_COL: tl.constexpr, HAS_MASK: tl.constexpr, HAS_CLAMP: tl.constexpr,
     COMPUTE_DB: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_K: tl.constexpr, ACC: tl.constexpr,
 ):
     pid = tl.program_id(0)
     r, k, offsets, valid = _tile(pid, rows, K, row_stride, BLOCK_R, BLOCK_K)
+    slope, gain = scalar(slope, slope_lo, ACC), scalar(gain, gain_lo, ACC)
     dz = tl.load(dy_ptr + offsets, mask=valid, other=0.0).to(ACC) * gain
     if HAS_MASK:
         code = tl.load(mask_ptr + offsets, mask=valid, other=0)
@@ -139,8 +152,9 @@ class BiasActTriton:
         mask = torch.empty_like(xd, dtype=torch.uint8) if save_mask else empty_mask(x)
         _forward_kernel[geometry.grid](
             xd, b.contiguous() if b is not None else xd, y, mask if save_mask else y,
-            *geometry.args, geometry.channels, negative_slope(act, alpha), gain,
-            clamp if clamp is not None else 0.0, HAS_BIAS=b is not None, WRITE_MASK=save_mask,
+            *geometry.args, geometry.channels,
+            *scalar_args(negative_slope(act, alpha), gain, clamp if clamp is not None else 0.0),
+            HAS_BIAS=b is not None, WRITE_MASK=save_mask,
             SIGN_BIT=act != "linear", HAS_CLAMP=clamp is not None, **geometry.flags)
         return like(x, y), (like(x, mask, torch.uint8) if save_mask else mask)
 
@@ -157,8 +171,9 @@ class BiasActTriton:
         part = torch.empty(geometry.partial_shape() if compute_db else (0,), device=dy.device,
                            dtype=ct)
         _backward_kernel[geometry.grid](
-            dyd, mask if has_mask else dyd, dx, part, *geometry.args, negative_slope(act, alpha),
-            gain, HAS_MASK=has_mask, HAS_CLAMP=clamp is not None, COMPUTE_DB=compute_db,
+            dyd, mask if has_mask else dyd, dx, part, *geometry.args,
+            *scalar_args(negative_slope(act, alpha), gain), HAS_MASK=has_mask,
+            HAS_CLAMP=clamp is not None, COMPUTE_DB=compute_db,
             **geometry.flags)
         db = geometry.reduce_partials(part) if compute_db else dy.new_empty(0, dtype=ct)
         return like(dy, dx), db

@@ -36,6 +36,8 @@ from ._common import (
     num_warps,
     plane_layout,
     plane_tiles,
+    scalar,
+    scalar_args,
     seed_value,
 )
 
@@ -108,12 +110,14 @@ def _stats_kernel(
     strength_ptr,    # [C] noise strength (if HAS_NOISE)
     noise_ptr,       # [N or 1, 1, H, W] contiguous noise (if HAS_NOISE and not NOISE_FROM_SEED)
     part_ptr,        # [3, N*C, SPLITS] out: count, mean, M2 of a per plane and pixel range
-    seed, noise_s_n, C, HW, s_n, s_c, s_hw, hw_per_split, part_stride, alpha, gain,
+    seed, noise_s_n, C, HW, s_n, s_c, s_hw, hw_per_split, part_stride,
+    alpha, alpha_lo, gain, gain_lo,  # lrelu slope and gain: scalar_args
     HAS_BIAS: tl.constexpr, HAS_NOISE: tl.constexpr, NOISE_FROM_SEED: tl.constexpr,
     HAS_ACT: tl.constexpr, SPLITS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
     ACC: tl.constexpr,
 ):
     pid = tl.program_id(0)
+    alpha, gain = scalar(alpha, alpha_lo, ACC), scalar(gain, gain_lo, ACC)
     split, start, end = _pixel_range(pid, HW, hw_per_split, SPLITS)
     count = tl.zeros([BLOCK_C], dtype=ACC)
     mean = tl.zeros([BLOCK_C], dtype=ACC)
@@ -160,14 +164,16 @@ def _apply_kernel(
     part_ptr,        # [3, N*C, SPLITS] partial moments from _stats_kernel (unless SINGLE_PASS)
     y_ptr,           # [N, C, H, W] out, same strides as x
     mean_ptr,        # [N, C] out: mean of a
-    rstd_ptr,        # [N, C] out: 1 / sqrt(var(a) + eps)
-    seed, noise_s_n, C, HW, s_n, s_c, s_hw, hw_per_split, part_stride, alpha, gain, eps,
-    scale_offset,
+    rstd_ptr,        # [N, C] out: 1 / sqrt(var(a) + eps); 0 for one-pixel planes
+    seed, noise_s_n, C, HW, s_n, s_c, s_hw, hw_per_split, part_stride,
+    alpha, alpha_lo, gain, gain_lo, eps, eps_lo, scale_offset, scale_offset_lo,  # scalar_args
     HAS_BIAS: tl.constexpr, HAS_NOISE: tl.constexpr, NOISE_FROM_SEED: tl.constexpr,
     HAS_ACT: tl.constexpr, SINGLE_PASS: tl.constexpr, SPLITS: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr, ACC: tl.constexpr,
 ):
     pid = tl.program_id(0)
+    alpha, gain = scalar(alpha, alpha_lo, ACC), scalar(gain, gain_lo, ACC)
+    eps, scale_offset = scalar(eps, eps_lo, ACC), scalar(scale_offset, scale_offset_lo, ACC)
     split, start, end = _pixel_range(pid, HW, hw_per_split, SPLITS)
     n, c, hw, offsets = _tile_offsets(pid, C, HW, s_n, s_c, s_hw, start, SPLITS, BLOCK_C,
                                       BLOCK_HW)
@@ -179,7 +185,9 @@ def _apply_kernel(
         mean, m2 = _chunk_moments(a, valid, tl.zeros([BLOCK_C], dtype=ACC) + HW)
     else:
         mean, m2 = _merged_stats(part_ptr, n, c, C, part_stride, SPLITS, BLOCK_C, ACC)
-    rstd = 1.0 / tl.sqrt(m2 / HW + eps)
+    # A one-pixel plane's a - mean is identically 0: rstd = 0 keeps its xhat and gradient exactly
+    # 0 (1 / sqrt(eps) would multiply the rounding of a - mean and of dy - mean(dy) by ~1e4).
+    rstd = tl.where(HW > 1, 1.0 / tl.sqrt(m2 / HW + eps), 0.0)
     stat_offsets = n * C + c
     if split == 0:
         tl.store(mean_ptr + stat_offsets, mean, mask=c < C)
@@ -210,12 +218,14 @@ def _grad_stats_kernel(
     mean_ptr,        # [N, C] forward mean of a
     rstd_ptr,        # [N, C] forward rstd of a
     part_ptr,        # [2, N*C, SPLITS] out: S1 = sum dy, S2 = sum dy * xhat per plane and range
-    seed, noise_s_n, C, HW, s_n, s_c, s_hw, hw_per_split, part_stride, alpha, gain,
+    seed, noise_s_n, C, HW, s_n, s_c, s_hw, hw_per_split, part_stride,
+    alpha, alpha_lo, gain, gain_lo,  # lrelu slope and gain: scalar_args
     HAS_BIAS: tl.constexpr, HAS_NOISE: tl.constexpr, NOISE_FROM_SEED: tl.constexpr,
     HAS_ACT: tl.constexpr, SPLITS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr,
     ACC: tl.constexpr,
 ):
     pid = tl.program_id(0)
+    alpha, gain = scalar(alpha, alpha_lo, ACC), scalar(gain, gain_lo, ACC)
     split, start, end = _pixel_range(pid, HW, hw_per_split, SPLITS)
     n, c, hw, offsets = _tile_offsets(pid, C, HW, s_n, s_c, s_hw, start, SPLITS, BLOCK_C,
                                       BLOCK_HW)
@@ -263,12 +273,15 @@ def _grad_input_kernel(
     dshift_ptr,      # [N, C] out: dstyle_bias = S1
     dscale_ptr,      # [N, C] out: dstyle_scale = S2
     channel_part_ptr,  # [2, N*C, SPLITS] out: sums of dt and dt * noise per plane and range
-    seed, noise_s_n, C, HW, s_n, s_c, s_hw, hw_per_split, part_stride, alpha, gain, scale_offset,
+    seed, noise_s_n, C, HW, s_n, s_c, s_hw, hw_per_split, part_stride,
+    alpha, alpha_lo, gain, gain_lo, scale_offset, scale_offset_lo,  # scalar_args
     HAS_BIAS: tl.constexpr, HAS_NOISE: tl.constexpr, NOISE_FROM_SEED: tl.constexpr,
     HAS_ACT: tl.constexpr, SINGLE_PASS: tl.constexpr, SPLITS: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_HW: tl.constexpr, ACC: tl.constexpr,
 ):
     pid = tl.program_id(0)
+    alpha, gain = scalar(alpha, alpha_lo, ACC), scalar(gain, gain_lo, ACC)
+    scale_offset = scalar(scale_offset, scale_offset_lo, ACC)
     split, start, end = _pixel_range(pid, HW, hw_per_split, SPLITS)
     n, c, hw, offsets = _tile_offsets(pid, C, HW, s_n, s_c, s_hw, start, SPLITS, BLOCK_C,
                                       BLOCK_HW)
@@ -370,11 +383,11 @@ def forward(x, bias, style_scale, style_bias, noise_strength, noise, seed, alpha
     rstd = torch.empty_like(mean)
     part = plan.x if plan.single_pass else plan.parts(3)
     if not plan.single_pass:
-        _stats_kernel[plan.grid](plan.x, *plan.inputs, part, *plan.rng, *plan.geometry, alpha,
-                                 gain, **plan.flags)
+        _stats_kernel[plan.grid](plan.x, *plan.inputs, part, *plan.rng, *plan.geometry,
+                                 *scalar_args(alpha, gain), **plan.flags)
     _apply_kernel[plan.grid](plan.x, *plan.inputs, style_scale.contiguous(),
                              style_bias.contiguous(), part, y, mean, rstd, *plan.rng,
-                             *plan.geometry, alpha, gain, eps, scale_offset,
+                             *plan.geometry, *scalar_args(alpha, gain, eps, scale_offset),
                              SINGLE_PASS=plan.single_pass, **plan.flags)
     return like(x, y), mean, rstd
 
@@ -386,25 +399,27 @@ def backward(dy, x, bias, style_scale, noise_strength, noise, seed, mean, rstd, 
                                           mean, rstd, alpha, gain, scale_offset, compute_dnoise)
     plan = _Plan(x, bias, noise_strength, noise, seed, has_act)
     dy = like(plan.x, dy)
-    dx = torch.empty_like(plan.x)
+    # dnoise sums dx * noise_strength over the channels: from dx in the compute dtype, not from
+    # dx rounded to a 16-bit x's dtype (which made its error several times PyTorch's own)
+    dx = torch.empty_like(plan.x, dtype=plan.ct if compute_dnoise else None)
     dshift = torch.empty_like(mean)
     dscale = torch.empty_like(mean)
     stat_part = plan.x if plan.single_pass else plan.parts(2)
     channel_part = plan.parts(2)
     if not plan.single_pass:
         _grad_stats_kernel[plan.grid](plan.x, dy, *plan.inputs, mean, rstd, stat_part, *plan.rng,
-                                      *plan.geometry, alpha, gain, **plan.flags)
+                                      *plan.geometry, *scalar_args(alpha, gain), **plan.flags)
     _grad_input_kernel[plan.grid](plan.x, dy, *plan.inputs, style_scale.contiguous(), mean, rstd,
                                   stat_part, dx, dshift, dscale, channel_part, *plan.rng,
-                                  *plan.geometry, alpha, gain, scale_offset,
+                                  *plan.geometry, *scalar_args(alpha, gain, scale_offset),
                                   SINGLE_PASS=plan.single_pass, **plan.flags)
     sum_dt, sum_dt_noise = channel_part.view(2, plan.n, plan.c, plan.splits).sum((1, 3))
     dbias = sum_dt.clone() if bias is not None else dx.new_empty(0, dtype=plan.ct)
     dstrength = sum_dt_noise.clone() if noise_strength is not None else dx.new_empty(0, dtype=plan.ct)
     # dnoise reduces over channels, across the planes' programs: done from dx (rarely needed)
-    dnoise = (noise_grad(dx.to(plan.ct), noise_strength, noise.shape) if compute_dnoise
+    dnoise = (noise_grad(dx, noise_strength, noise.shape) if compute_dnoise
               else dx.new_empty(0, dtype=plan.ct))
-    return like(x, dx), dbias, dscale, dshift, dstrength, dnoise
+    return like(x, dx.to(x.dtype)), dbias, dscale, dshift, dstrength, dnoise
 
 
 class StyleEpilogueTriton:
