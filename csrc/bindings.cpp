@@ -65,12 +65,20 @@ Tensor zeros_if(bool empty_input, const Tensor& x, at::IntArrayRef shape) {
 }
 
 // -------------------------------------------------------------------------------- bias_act
+// act: an activation code of launchers.h (sgf::kActLinear..kActSwish).
+void check_act(int64_t act, int64_t first) {
+  TORCH_CHECK(act >= first && act <= sgf::kActSwish, "act must be an activation code in [", first,
+              ", ", sgf::kActSwish, "], got ", act);
+}
+
 std::tuple<Tensor, Tensor> bias_act_forward(const Tensor& x, const optional<Tensor>& bias,
-                                            int64_t channels, int64_t inner, double slope,
-                                            double gain, double clamp, bool need_mask,
-                                            bool positive_bit) {
+                                            int64_t channels, int64_t inner, int64_t act,
+                                            double slope, double gain, double clamp,
+                                            bool need_mask) {
   TORCH_CHECK(x.is_cuda(), "x must be a CUDA tensor");
   TORCH_CHECK(x.is_non_overlapping_and_dense(), "x must be dense");
+  check_act(act, sgf::kActLinear);
+  TORCH_CHECK(!need_mask || act < sgf::kActTanh, "smooth activations save no mask");
   if (bias) check_small(*bias, "bias", x, channels);
   const c10::cuda::CUDAGuard guard(x.device());
   Tensor y = at::empty_like(x);
@@ -79,6 +87,7 @@ std::tuple<Tensor, Tensor> bias_act_forward(const Tensor& x, const optional<Tens
   if (x.numel() > 0) {
     sgf::BiasActForwardArgs a{};
     a.dtype = storage_dtype(x);
+    a.act = static_cast<int>(act);
     a.x = x.data_ptr();
     a.bias = ptr_or_null(bias);
     a.y = y.data_ptr();
@@ -89,7 +98,6 @@ std::tuple<Tensor, Tensor> bias_act_forward(const Tensor& x, const optional<Tens
     a.slope = slope;
     a.gain = gain;
     a.clamp = clamp;
-    a.positive_bit = positive_bit;
     sgf::bias_act_forward(a, stream_of(x));
   }
   return {y, mask};
@@ -122,6 +130,40 @@ std::tuple<Tensor, Tensor> bias_act_backward(const Tensor& dy, const Tensor& mas
     a.slope = slope;
     a.gain = gain;
     sgf::bias_act_backward(a, stream_of(dy));
+  }
+  return {dx, db};
+}
+
+// Smooth activations: dy in x's strides (the Python side converts it); dx in x's strides.
+std::tuple<Tensor, Tensor> bias_act_backward_smooth(const Tensor& dy, const Tensor& x,
+                                                    const optional<Tensor>& bias,
+                                                    int64_t channels, int64_t inner, int64_t act,
+                                                    double gain, double clamp, bool compute_db) {
+  TORCH_CHECK(x.is_cuda(), "x must be a CUDA tensor");
+  TORCH_CHECK(x.is_non_overlapping_and_dense(), "x must be dense");
+  TORCH_CHECK(dy.scalar_type() == x.scalar_type() && dy.sizes() == x.sizes() &&
+                  dy.strides() == x.strides() && dy.device() == x.device(),
+              "dy must have x's dtype, shape, strides and device");
+  check_act(act, sgf::kActTanh);
+  if (bias) check_small(*bias, "bias", x, channels);
+  const c10::cuda::CUDAGuard guard(x.device());
+  Tensor dx = at::empty_like(x);
+  Tensor db = compute_db ? zeros_if(x.numel() == 0, x, {channels}) : empty_math(x, {0});
+  if (x.numel() > 0) {
+    sgf::BiasActSmoothBackwardArgs a{};
+    a.dtype = storage_dtype(x);
+    a.act = static_cast<int>(act);
+    a.dy = dy.data_ptr();
+    a.x = x.data_ptr();
+    a.bias = ptr_or_null(bias);
+    a.dx = dx.data_ptr();
+    a.db = compute_db ? db.data_ptr() : nullptr;
+    a.numel = x.numel();
+    a.channels = channels;
+    a.inner = inner;
+    a.gain = gain;
+    a.clamp = clamp;
+    sgf::bias_act_backward_smooth(a, stream_of(x));
   }
   return {dx, db};
 }
@@ -394,6 +436,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "stylegan_fast CUDA kernels (see stylegan_fast/ops/cuda for the Python interface)";
   m.def("bias_act_forward", &bias_act_forward, "bias_act forward -> (y, mask)");
   m.def("bias_act_backward", &bias_act_backward, "bias_act backward -> (dx, db)");
+  m.def("bias_act_backward_smooth", &bias_act_backward_smooth,
+        "bias_act backward of a smooth activation -> (dx, db)");
   m.def("generate_noise", &generate_noise, "N(0, 1) noise map [N, 1, H, W] of a seed");
   m.def("noise_inject_forward", &noise_inject_forward, "noise_inject forward -> y");
   m.def("noise_inject_backward", &noise_inject_backward,

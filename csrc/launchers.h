@@ -15,22 +15,31 @@ namespace sgf {
 
 enum class DType : int { Float = 0, Double = 1, Half = 2, BFloat16 = 3 };
 
+// bias_act activation codes (ACTIVATIONS[name].code in stylegan_fast/ops/bias_act.py), the
+// kernels' compile-time template argument. Piecewise linear (the backward reads a mask):
+constexpr int kActLinear = 0, kActRelu = 1, kActLrelu = 2;
+// Smooth (the backward recomputes act'(x + b) from the forward's x and b):
+constexpr int kActTanh = 3, kActSigmoid = 4, kActElu = 5, kActSelu = 6, kActSoftplus = 7,
+              kActSwish = 8;
+
 // bias_act forward. x is dense and seen as [outer][channels][inner] (inner = x.stride(dim)).
 struct BiasActForwardArgs {
   DType dtype;
+  int act;              // activation code, kActLinear..kActSwish
   const void* x;        // [numel] storage dtype
   const void* bias;     // [channels] math dtype, or nullptr
   void* y;              // [numel] storage dtype, x's strides
-  uint8_t* mask;        // [numel] x's strides (bit 0: z > 0, bit 1: clamped), or nullptr
+  uint8_t* mask;        // [numel] x's strides (bit 0: z > 0, except linear; bit 1: clamped), or
+                        // nullptr; piecewise-linear activations only
   int64_t numel, channels, inner;
-  double slope;         // activation slope for z <= 0 (linear 1, relu 0, lrelu alpha)
+  double slope;         // lrelu's slope for z <= 0 (unused by the other activations)
   double gain;          // multiplier after the activation
   double clamp;         // clamp bound, or < 0 for none
-  bool positive_bit;    // store bit 0 (false for linear, whose mask holds only the clamp bit)
 };
 void bias_act_forward(const BiasActForwardArgs& args, cudaStream_t stream);
 
-// bias_act backward: dx = dy * gain * (bit0 ? 1 : slope) * !bit1; db[c] = sum of dx over c's slice.
+// bias_act backward of a piecewise-linear activation: dx = dy * gain * (bit0 ? 1 : slope) * !bit1;
+// db[c] = sum of dx over c's slice.
 struct BiasActBackwardArgs {
   DType dtype;
   const void* dy;       // [numel] storage dtype, the mask's strides
@@ -41,6 +50,23 @@ struct BiasActBackwardArgs {
   double slope, gain;
 };
 void bias_act_backward(const BiasActBackwardArgs& args, cudaStream_t stream);
+
+// bias_act backward of a smooth activation, from the forward's input: z = x + b[c],
+// dx = dy * gain * act'(z) * [not (clamp >= 0 and |act(z) * gain| > clamp)];
+// db[c] = sum of dx over c's slice. x (and so dy, dx) is seen as [outer][channels][inner].
+struct BiasActSmoothBackwardArgs {
+  DType dtype;
+  int act;              // activation code, kActTanh..kActSwish
+  const void* dy;       // [numel] storage dtype, x's strides
+  const void* x;        // [numel] storage dtype, the forward's input
+  const void* bias;     // [channels] math dtype, or nullptr
+  void* dx;             // [numel] storage dtype, x's strides
+  void* db;             // [channels] math dtype, or nullptr to skip the reduction
+  int64_t numel, channels, inner;
+  double gain;          // the forward's multiplier after the activation
+  double clamp;         // the forward's clamp bound, or < 0 for none
+};
+void bias_act_backward_smooth(const BiasActSmoothBackwardArgs& args, cudaStream_t stream);
 
 // N(0, 1) noise map [count] as a pure function of (seed, index) (Philox4x32-10 + Box-Muller).
 struct NoiseArgs {

@@ -10,10 +10,11 @@ traffic report count it) is what a kernel must move at the least, tensor by tens
   a seed costs nothing), write y once and, when a gradient is wanted, the state saved for the
   backward once (bias_act: the uint8 mask, if the activation needs one; adain and
   style_epilogue: the float32 mean and rstd [N, C]);
-* backward: read dy, the saved state and the inputs the backward needs once (adain: x,
-  style_scale; style_epilogue: x, bias, noise_strength, a given noise, style_scale; noise_inject:
-  a given noise, and strength only for a noise gradient), write each gradient wanted once (dx;
-  noise_inject passes dy through as dx, so writes none).
+* backward: read dy, the saved state and the inputs the backward needs once (bias_act with a
+  smooth activation, ``bias_act_swish``: x and b; adain: x, style_scale; style_epilogue: x, bias,
+  noise_strength, a given noise, style_scale; noise_inject: a given noise, and strength only for a
+  noise gradient), write each gradient wanted once (dx; noise_inject passes dy through as dx, so
+  writes none).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from ..ops.bias_act import needs_mask
 from .baselines import BASELINES, compiled, on_backend
 from .records import format_shape
 
-OPS = ("bias_act", "noise_inject", "adain", "style_epilogue")
+OPS = ("bias_act", "bias_act_swish", "noise_inject", "adain", "style_epilogue")
 MODES = ("fwd", "fwd+bwd")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
@@ -49,11 +50,15 @@ class OpSpec:
     backward_reads: tuple = ()  # inputs the backward reads (beside dy and the saved state)
     dnoise_reads: tuple = ()  # inputs the backward reads only for a gradient of the noise
     dx_is_dy: bool = False  # the backward passes dy through as dx (nothing written)
+    impl: str = ""  # the registered op it times, when the case's name is another ("": the name)
 
 
 OP_SPECS = {
     "bias_act": OpSpec(ops.bias_act_reference, ops.bias_act, per_channel=("b",),
-                       options={"act": "lrelu"}, saved=("mask",)),
+                       options={"act": "lrelu", "alpha": 0.2, "gain": 1.0}, saved=("mask",)),
+    # a smooth activation: the backward reads x (and b) instead of a mask
+    "bias_act_swish": OpSpec(ops.bias_act_reference, ops.bias_act, per_channel=("b",),
+                             options={"act": "swish"}, backward_reads=("x", "b"), impl="bias_act"),
     "noise_inject": OpSpec(ops.noise_inject_reference, ops.noise_inject,
                            per_channel=("strength",), takes_noise=True,
                            backward_reads=("noise",), dnoise_reads=("strength",), dx_is_dy=True),
@@ -126,7 +131,7 @@ def implements(op: str, backend: str) -> bool:
     if backend in BASELINES:
         return True
     try:
-        ops.backends.get_impl(op, backend)
+        ops.backends.get_impl(OP_SPECS[op].impl or op, backend)
     except ops.BackendUnavailableError:
         return False
     return True
@@ -211,7 +216,8 @@ def minimum_traffic(inputs: OpInputs, direction: str) -> dict[str, tuple[int, in
     x = inputs.x
     given = {name: t for name, t in inputs.kwargs.items() if isinstance(t, torch.Tensor)}
     stats = x.shape[0] * x.shape[1] * torch.empty(0, dtype=compute_dtype(x)).element_size()
-    mask = x.numel() if needs_mask(spec.options.get("act"), spec.options.get("clamp")) else 0
+    mask = (x.numel() if "mask" in spec.saved
+            and needs_mask(spec.options["act"], spec.options.get("clamp")) else 0)
     saved = {name: size for name, size in (("mask", mask), ("mean", stats), ("rstd", stats))
              if name in spec.saved and size}
     grads = inputs.grad_inputs

@@ -33,7 +33,8 @@ def apply_bias_act(y: torch.Tensor, bias: Optional[torch.Tensor], lrmul: float,
     layer without bias."""
     if bias is None and act == "linear":
         return y
-    return bias_act(y, None if bias is None else bias * lrmul, dim=1, act=act, alpha=LRELU_SLOPE)
+    return bias_act(y, None if bias is None else bias * lrmul, dim=1, act=act, alpha=LRELU_SLOPE,
+                    gain=1.0)
 
 
 class Linear(nn.Module):

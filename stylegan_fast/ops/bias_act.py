@@ -2,52 +2,162 @@
 
 Forward, with z = x + b (b broadcast along ``dim``)::
 
-    y = clamp(act(z) * gain, -clamp, clamp)          act in {linear, relu, lrelu}
+    y = clamp(act(z) * gain, -clamp, clamp)
 
-Backward (act is piecewise linear, so the derivative is a per-element factor)::
+The nine activations of NVIDIA's StyleGAN2/3 ``bias_act``, same definitions and defaults
+(``alpha=None`` / ``gain=None`` take the activation's default)::
 
-    dx = dy * gain * slope(z) * [|act(z) * gain| <= clamp]      slope = 1 if z > 0 else alpha'
-    db = sum of dx over every dim but ``dim``                    alpha' = 1 / 0 / alpha
+    act       act(z)                                   alpha  gain     saved for backward
+    linear    z                                        0      1        nothing (mask with clamp)
+    relu      max(z, 0)                                0      sqrt 2   uint8 mask
+    lrelu     z if z > 0 else alpha * z                0.2    sqrt 2   uint8 mask
+    tanh      tanh(z)                                  0      1        x and b
+    sigmoid   1 / (1 + exp(-z))                        0      1        x and b
+    elu       z if z > 0 else exp(z) - 1               0      1        x and b
+    selu      s * (z if z > 0 else a * (exp(z) - 1))   0      1        x and b
+    softplus  log(1 + exp(z)), z above 20              0      1        x and b
+    swish     z * sigmoid(z)                           0      sqrt 2   x and b
 
-dx is linear in dy with a factor that is constant almost everywhere, so the second derivative
-w.r.t. x is zero and the derivative of (dx, db) w.r.t. dy is the same factor: double backward
-(R1) runs the same backward kernel on the incoming gradient.
+(selu: a = 1.6732632423543772848, s = 1.0507009873554804934, as torch.nn.functional.selu;
+softplus: PyTorch's, linear above 20.) alpha is used by lrelu only.
 
-Saved for backward: only a uint8 ``mask`` with x's shape and layout (bit 0: z > 0, bit 1: the
-output was clamped), or nothing (an empty tensor) for ``linear`` without clamp. When no gradient
-is wanted (``torch.no_grad()``, inference, or neither x nor b requiring grad) the mask is not
-written at all: the forward then moves one read of x and one write of y.
+Backward::
+
+    dx = dy * gain * act'(z) * [|act(z) * gain| <= clamp]
+    db = sum of dx over every dim but ``dim``
+
+Piecewise-linear activations (linear, relu, lrelu): act'(z) is 1 for z > 0 and alpha' (1 / 0 /
+alpha) otherwise, so a uint8 ``mask`` with x's shape and layout (bit 0: z > 0, bit 1: the output
+was clamped) is all the backward needs, or nothing for ``linear`` without clamp. dx is linear in dy
+with a factor that is constant almost everywhere: the second derivative w.r.t. x is zero, and
+double backward (R1) runs the same backward kernel on the incoming gradient.
+
+Smooth activations (tanh ... swish): the op saves x and b (references, nothing written) and the
+backward recomputes z = x + b and act'(z) in the kernel. Their double backward is not zero::
+
+    d/d(dy) <g, dx> = the backward above applied to g (same kernel)
+    d/dz    <g, dx> = g * dy * gain * act''(z) * [not clamped]          (PyTorch ops)
+
+with g = ggx + ggb broadcast along ``dim``; d/dz goes to x and (summed) to b.
+
+When no gradient is wanted (``torch.no_grad()``, inference, or neither x nor b requiring grad)
+nothing is written but y: the forward moves one read of x and one write of y.
 
 Backend interface (``register_impl("bias_act", name, impl)``)::
 
     impl.forward(x, b, dim, act, alpha, gain, clamp, save_mask) -> (y, mask)
         mask: written only when save_mask (the op sets it to needs_mask(act, clamp) and a
-        gradient being wanted), else an empty uint8 tensor
+        gradient being wanted; never for smooth activations), else an empty uint8 tensor
     impl.backward(dy, mask, dim, act, alpha, gain, clamp, compute_db) -> (dx, db)
-        db: float32 (float64 for float64 dy) of shape [x.shape[dim]], or empty if not compute_db
+        piecewise-linear activations; db: float32 (float64 for float64 dy) of shape
+        [x.shape[dim]], or empty if not compute_db
+    impl.backward_smooth(dy, x, b, dim, act, gain, clamp, compute_db) -> (dx, db)
+        smooth activations, from the forward's x and b; dx in dy's dtype and layout, db as above
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 
 from . import backends
 from ._common import channel_view, check_input, check_param, check_scalar, compute_dtype, like
 
-ACTIVATIONS = ("linear", "relu", "lrelu")
 MASK_POSITIVE = 1
 MASK_CLAMPED = 2
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+SOFTPLUS_THRESHOLD = 20.0  # PyTorch's softplus: z itself above it
+
+
+@dataclass(frozen=True)
+class Activation:
+    code: int          # the kernels' compile-time activation number
+    def_alpha: float   # alpha when the caller passes None (used by lrelu only)
+    def_gain: float    # gain when the caller passes None
+    smooth: bool       # True: the backward reads x and b; False: piecewise linear (mask)
+
+
+ACTIVATIONS = {
+    "linear": Activation(0, 0.0, 1.0, False),
+    "relu": Activation(1, 0.0, math.sqrt(2), False),
+    "lrelu": Activation(2, 0.2, math.sqrt(2), False),
+    "tanh": Activation(3, 0.0, 1.0, True),
+    "sigmoid": Activation(4, 0.0, 1.0, True),
+    "elu": Activation(5, 0.0, 1.0, True),
+    "selu": Activation(6, 0.0, 1.0, True),
+    "softplus": Activation(7, 0.0, 1.0, True),
+    "swish": Activation(8, 0.0, math.sqrt(2), True),
+}
+
+
+def activate(act: str, z: torch.Tensor, alpha: float) -> torch.Tensor:
+    """act(z) in plain differentiable PyTorch (the table in the module docstring)."""
+    if act == "linear":
+        return z
+    if act == "relu":
+        return torch.relu(z)
+    if act == "lrelu":
+        return F.leaky_relu(z, alpha)
+    if act == "tanh":
+        return torch.tanh(z)
+    if act == "sigmoid":
+        return torch.sigmoid(z)
+    if act == "elu":
+        return F.elu(z)
+    if act == "selu":
+        return F.selu(z)
+    if act == "softplus":
+        return F.softplus(z, threshold=SOFTPLUS_THRESHOLD)
+    if act == "swish":
+        return z * torch.sigmoid(z)
+    raise ValueError(f"act must be one of {', '.join(ACTIVATIONS)}, got {act!r}")
+
+
+def smooth_derivatives(act: str, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(act'(z), act''(z)) of a smooth activation, elementwise."""
+    negative = torch.exp(z.clamp(max=0.0))  # exp(z) where z <= 0 (never overflows)
+    if act == "tanh":
+        t = torch.tanh(z)
+        d1 = 1 - t * t
+        return d1, -2 * t * d1
+    if act == "elu":
+        return torch.where(z > 0, 1.0, negative), torch.where(z > 0, 0.0, negative)
+    if act == "selu":
+        d2 = torch.where(z > 0, 0.0, SELU_SCALE * SELU_ALPHA * negative)
+        return torch.where(z > 0, SELU_SCALE, d2), d2
+    s = torch.sigmoid(z)
+    ds = s * (1 - s)
+    if act == "sigmoid":
+        return ds, ds * (1 - 2 * s)
+    if act == "softplus":
+        linear = z > SOFTPLUS_THRESHOLD
+        return torch.where(linear, 1.0, s), torch.where(linear, 0.0, ds)
+    if act == "swish":
+        return s * (1 + z * (1 - s)), ds * (2 + z * (1 - 2 * s))
+    raise ValueError(f"{act!r} is not a smooth activation")
+
+
+def resolve_defaults(act: str, alpha, gain) -> tuple[float, float]:
+    """alpha and gain checked, None replaced by the activation's default."""
+    spec = ACTIVATIONS[act]
+    alpha = spec.def_alpha if alpha is None else check_scalar("alpha", alpha)
+    gain = spec.def_gain if gain is None else check_scalar("gain", gain)
+    return alpha, gain
 
 
 def negative_slope(act: str, alpha: float) -> float:
-    """Slope of ``act`` for z <= 0."""
-    return {"linear": 1.0, "relu": 0.0, "lrelu": alpha}[act]
+    """Slope of a piecewise-linear ``act`` for z <= 0 (smooth activations: unused, 1)."""
+    return {"relu": 0.0, "lrelu": alpha}.get(act, 1.0)
 
 
 def needs_mask(act: str, clamp: Optional[float]) -> bool:
-    """Whether the backward of ``act`` with ``clamp`` needs the mask (linear without clamp: no)."""
-    return act != "linear" or clamp is not None
+    """Whether the backward of ``act`` with ``clamp`` needs the mask (linear without clamp and the
+    smooth activations, which read x and b instead: no)."""
+    return not ACTIVATIONS[act].smooth and (act != "linear" or clamp is not None)
 
 
 def grad_wanted(*tensors: Optional[torch.Tensor]) -> bool:
@@ -61,23 +171,24 @@ def empty_mask(x: torch.Tensor) -> torch.Tensor:
 
 
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = "lrelu",
-             alpha: float = 0.2, gain: float = 1.0, clamp: Optional[float] = None) -> torch.Tensor:
+             alpha: Optional[float] = None, gain: Optional[float] = None,
+             clamp: Optional[float] = None) -> torch.Tensor:
     """``clamp(act(x + b) * gain, -clamp, clamp)`` in one pass; see the module docstring.
 
     Args:
         x: input of any shape, float16/bfloat16/float32/float64, any layout.
         b: bias of shape [x.shape[dim]] (x's dtype, or float32 for half x), or None.
         dim: the dimension of x that ``b`` runs along (negative counts from the end).
-        act: 'linear', 'relu' or 'lrelu'.
-        alpha: negative slope of 'lrelu' (unused by the others).
-        gain: output multiplier, applied before the clamp.
+        act: one of linear, relu, lrelu, tanh, sigmoid, elu, selu, softplus, swish.
+        alpha: negative slope of 'lrelu' (unused by the others); None: the default, 0.2.
+        gain: output multiplier, applied before the clamp; None: the activation's default
+            (sqrt 2 for relu, lrelu and swish, else 1).
         clamp: clamp the output to [-clamp, clamp] (>= 0), or None for no clamp.
     """
     check_input("x", x)
     if not isinstance(act, str) or act not in ACTIVATIONS:
         raise ValueError(f"act must be one of {', '.join(ACTIVATIONS)}, got {act!r}")
-    alpha = check_scalar("alpha", alpha)
-    gain = check_scalar("gain", gain)
+    alpha, gain = resolve_defaults(act, alpha, gain)
     if clamp is not None:
         clamp = check_scalar("clamp", clamp, minimum=0.0)
     if isinstance(dim, bool) or not isinstance(dim, int):
@@ -97,29 +208,44 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     return y
 
 
-def bias_act_reference(x, b=None, dim=1, act="lrelu", alpha=0.2, gain=1.0, clamp=None):
+def bias_act_reference(x, b=None, dim=1, act="lrelu", alpha=None, gain=None, clamp=None):
     """The definition of bias_act in plain differentiable PyTorch (autograd does the backward)."""
+    alpha, gain = resolve_defaults(act, alpha, gain)
     z = x.to(compute_dtype(x))
     if b is not None:
         z = z + channel_view(b.to(z.dtype), x.dim(), dim % x.dim())
-    if act == "relu":
-        z = torch.relu(z)
-    elif act == "lrelu":
-        z = torch.nn.functional.leaky_relu(z, alpha)
-    z = z * gain
+    z = activate(act, z, alpha) * gain
     if clamp is not None:
         z = z.clamp(-clamp, clamp)
     return z.to(x.dtype)
+
+
+def _pre_activation(x, b, dim):
+    """z = x + b in the compute dtype (b broadcast along dim)."""
+    z = x.to(compute_dtype(x))
+    return z if b is None else z + channel_view(b.to(z.dtype), x.dim(), dim)
+
+
+def _unclamped(act, z, alpha, gain, clamp):
+    """[|act(z) * gain| <= clamp] as z's dtype (1 everywhere without clamp)."""
+    if clamp is None:
+        return torch.ones((), dtype=z.dtype, device=z.device)
+    return (activate(act, z, alpha).mul(gain).abs() <= clamp).to(z.dtype)
+
+
+def _sum_but(t, dim):
+    other_dims = [d for d in range(t.dim()) if d != dim]
+    return t.sum(other_dims) if other_dims else t.clone()  # sum([]) would sum all
 
 
 # ---------------------------------------------------------------- reference backend
 class Reference:
     @staticmethod
     def forward(x, b, dim, act, alpha, gain, clamp, save_mask):
-        ct = compute_dtype(x)
-        z = x.to(ct)
-        if b is not None:
-            z = z + channel_view(b.to(ct), x.dim(), dim)
+        z = _pre_activation(x, b, dim)
+        if ACTIVATIONS[act].smooth:
+            y = activate(act, z, alpha) * gain
+            return like(x, y if clamp is None else y.clamp(-clamp, clamp)), empty_mask(x)
         y = torch.where(z > 0, z, z * negative_slope(act, alpha)) * gain
         if not save_mask:
             if clamp is not None:
@@ -139,10 +265,15 @@ class Reference:
             dz = torch.where((mask & MASK_POSITIVE) > 0, dz, dz * negative_slope(act, alpha))
             if clamp is not None:
                 dz = dz.masked_fill((mask & MASK_CLAMPED) > 0, 0.0)
-        db = dy.new_empty(0, dtype=ct)
-        if compute_db:
-            other_dims = [d for d in range(dy.dim()) if d != dim]
-            db = dz.sum(other_dims) if other_dims else dz.clone()  # sum([]) would sum all
+        db = _sum_but(dz, dim) if compute_db else dy.new_empty(0, dtype=ct)
+        return like(dy, dz), db
+
+    @staticmethod
+    def backward_smooth(dy, x, b, dim, act, gain, clamp, compute_db):
+        z = _pre_activation(x, b, dim)
+        d1, _ = smooth_derivatives(act, z)
+        dz = dy.to(z.dtype) * (d1 * gain * _unclamped(act, z, 0.0, gain, clamp))
+        db = _sum_but(dz, dim) if compute_db else dy.new_empty(0, dtype=z.dtype)
         return like(dy, dz), db
 
 
@@ -175,21 +306,43 @@ def _(dy, mask, dim, act, alpha, gain, clamp, compute_db, backend):
     return torch.empty_like(dy), dy.new_empty(db_shape, dtype=compute_dtype(dy))
 
 
+@torch.library.custom_op("stylegan_fast::bias_act_backward_smooth", mutates_args=())
+def _bias_act_backward_smooth_op(dy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor],
+                                 dim: int, act: str, gain: float, clamp: Optional[float],
+                                 compute_db: bool, backend: str
+                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    return backends.get_impl("bias_act", backend).backward_smooth(
+        dy, x, b, dim, act, gain, clamp, compute_db)
+
+
+@_bias_act_backward_smooth_op.register_fake
+def _(dy, x, b, dim, act, gain, clamp, compute_db, backend):
+    db_shape = (dy.shape[dim],) if compute_db else (0,)
+    return torch.empty_like(dy), dy.new_empty(db_shape, dtype=compute_dtype(dy))
+
+
 def _setup_forward(ctx, inputs, output):
     x, b, dim, act, alpha, gain, clamp, save_mask, backend = inputs
-    ctx.save_for_backward(output[1])
+    ctx.smooth = ACTIVATIONS[act].smooth
+    ctx.save_for_backward(*((x, b) if ctx.smooth else (output[1],)))
     ctx.args = (dim, act, alpha, gain, clamp)
     ctx.backend = backend
     ctx.b_dtype = None if b is None else b.dtype
 
 
 def _backward(ctx, dy, _dmask):
-    (mask,) = ctx.saved_tensors
-    if mask.numel() == 0 and needs_mask(ctx.args[1], ctx.args[4]) and dy.numel() > 0:
-        raise RuntimeError("stylegan_fast.ops.bias_act: the forward ran without a gradient "
-                           "wanted (no mask saved) but a backward was requested")
     compute_db = ctx.b_dtype is not None and ctx.needs_input_grad[1]
-    dx, db = _bias_act_backward_op(dy, mask, *ctx.args, compute_db, ctx.backend)
+    dim, act, alpha, gain, clamp = ctx.args
+    if ctx.smooth:
+        x, b = ctx.saved_tensors
+        dx, db = _bias_act_backward_smooth_op(dy, x, b, dim, act, gain, clamp, compute_db,
+                                              ctx.backend)
+    else:
+        (mask,) = ctx.saved_tensors
+        if mask.numel() == 0 and needs_mask(act, clamp) and dy.numel() > 0:
+            raise RuntimeError("stylegan_fast.ops.bias_act: the forward ran without a gradient "
+                               "wanted (no mask saved) but a backward was requested")
+        dx, db = _bias_act_backward_op(dy, mask, *ctx.args, compute_db, ctx.backend)
     return (dx, (db.to(ctx.b_dtype) if compute_db else None), None, None, None, None, None, None,
             None)
 
@@ -212,7 +365,38 @@ def _double_backward(ctx, ddx, ddb):
     return ddy, None, None, None, None, None, None, None, None
 
 
+def _setup_backward_smooth(ctx, inputs, output):
+    dy, x, b, dim, act, gain, clamp, compute_db, backend = inputs
+    ctx.save_for_backward(dy, x, b)
+    ctx.args = (dim, act, gain, clamp)
+    ctx.backend = backend
+
+
+def _double_backward_smooth(ctx, ddx, ddb):
+    # dx = dy * gain * act'(z) * u (u: not clamped), db = sum dx: for g = ddx + ddb broadcast,
+    # d/d(dy) = the same backward applied to g; d/dz = g * dy * gain * act''(z) * u.
+    dy, x, b = ctx.saved_tensors
+    dim, act, gain, clamp = ctx.args
+    if ddb.numel() > 0:
+        ddx = ddx + channel_view(ddb, ddx.dim(), dim).to(ddx.dtype)
+    ddy = None
+    if ctx.needs_input_grad[0]:
+        ddy, _ = _bias_act_backward_smooth_op(ddx, x, b, dim, act, gain, clamp, False,
+                                              ctx.backend)
+    dx = db = None
+    if ctx.needs_input_grad[1] or (b is not None and ctx.needs_input_grad[2]):
+        z = _pre_activation(x, b, dim)
+        _, d2 = smooth_derivatives(act, z)
+        dz = ddx.to(z.dtype) * dy.to(z.dtype) * (d2 * gain * _unclamped(act, z, 0.0, gain, clamp))
+        dx = like(x, dz) if ctx.needs_input_grad[1] else None
+        if b is not None and ctx.needs_input_grad[2]:
+            db = _sum_but(dz, dim).to(b.dtype)
+    return ddy, dx, db, None, None, None, None, None, None
+
+
 _bias_act_op.register_autograd(_backward, setup_context=_setup_forward)
 _bias_act_backward_op.register_autograd(_double_backward, setup_context=_setup_backward)
+_bias_act_backward_smooth_op.register_autograd(_double_backward_smooth,
+                                               setup_context=_setup_backward_smooth)
 backends.register_impl("bias_act", "ref", Reference)
 backends.register_impl("bias_act", backends.EAGER, bias_act_reference)

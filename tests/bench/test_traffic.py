@@ -163,6 +163,8 @@ def big_reads(record) -> dict:
 SINGLE_SWEEP = [  # one program holds the whole plane (or tile) of every element
     ("bias_act", "float32", "NCHW", (2, 3, 16, 16)),
     ("bias_act", "bfloat16", "channels_last", (1, 2, 128, 128)),
+    ("bias_act_swish", "float32", "NCHW", (2, 3, 16, 16)),  # backward reads x and b, no mask
+    ("bias_act_swish", "bfloat16", "channels_last", (1, 2, 32, 32)),
     ("noise_inject", "bfloat16", "NCHW", (1, 2, 128, 128)),
     ("noise_inject", "float32", "channels_last", (2, 3, 16, 16)),
     ("adain", "bfloat16", "NCHW", (1, 2, 128, 128)),  # 16K pixels: the largest single plane

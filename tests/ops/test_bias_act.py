@@ -196,3 +196,111 @@ def test_half_input_with_float32_bias_keeps_dtypes():
     y.sum().backward()
     assert y.dtype == torch.bfloat16 and x.grad.dtype == torch.bfloat16
     assert b.grad.dtype == torch.float32
+
+
+# ---------------------------------------------------------------- the nine activations
+SQRT2 = 2 ** 0.5
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+# act -> (act(z, alpha) in plain PyTorch, written here from the public definitions; default
+# alpha; default gain)
+DEFINITIONS = {
+    "linear": (lambda z, a: z, 0.0, 1.0),
+    "relu": (lambda z, a: torch.clamp(z, min=0), 0.0, SQRT2),
+    "lrelu": (lambda z, a: torch.where(z > 0, z, a * z), 0.2, SQRT2),
+    "tanh": (lambda z, a: torch.tanh(z), 0.0, 1.0),
+    "sigmoid": (lambda z, a: 1 / (1 + torch.exp(-z)), 0.0, 1.0),
+    "elu": (lambda z, a: torch.where(z > 0, z, torch.expm1(z)), 0.0, 1.0),
+    "selu": (lambda z, a: SELU_SCALE * torch.where(z > 0, z, SELU_ALPHA * torch.expm1(z)), 0.0,
+             1.0),
+    "softplus": (lambda z, a: torch.where(z > 20, z, torch.log1p(torch.exp(z))), 0.0, 1.0),
+    "swish": (lambda z, a: z / (1 + torch.exp(-z)), 0.0, SQRT2),
+}
+SMOOTH = ("tanh", "sigmoid", "elu", "selu", "softplus", "swish")
+
+
+def definition(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None):
+    """bias_act written out for the tests, in x's own dtype (autograd differentiates it)."""
+    func, def_alpha, def_gain = DEFINITIONS[act]
+    z = x if b is None else x + b.to(x.dtype).reshape([-1 if d == dim % x.dim() else 1
+                                                         for d in range(x.dim())])
+    y = func(z, def_alpha if alpha is None else alpha) * (def_gain if gain is None else gain)
+    return y if clamp is None else y.clamp(-clamp, clamp)
+
+
+@parametrize_backends
+@pytest.mark.parametrize("act", list(DEFINITIONS))
+@pytest.mark.parametrize("dtype", (*ALL_DTYPES, torch.float64), ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_every_activation_matches_its_definition(device, backend, act, dtype, channels_last):
+    """Defaults (alpha=None, gain=None) included: each activation's own."""
+    x = rand((2, 5, 3, 7), dtype, device, channels_last)
+    b = rand((5,), torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype, device)
+    assert_close_to_reference(lambda x, b: bias_act(x, b, act=act),
+                              lambda x, b: definition(x, b, act=act), [x, b], backend)
+
+
+@parametrize_backends
+@pytest.mark.parametrize("act", SMOOTH)
+def test_smooth_activations_with_clamp_gain_and_another_dim(device, backend, act):
+    x = rand((3, 4, 6), torch.float32, device) * 3
+    b = rand((6,), torch.float32, device)
+    config = dict(dim=-1, act=act, gain=1.7, clamp=0.8)
+    assert_close_to_reference(lambda x, b: bias_act(x, b, **config),
+                              lambda x, b: definition(x, b, **config), [x, b], backend)
+
+
+@parametrize_backends
+@pytest.mark.parametrize("act", SMOOTH)
+@pytest.mark.parametrize("clamp", [None, 0.6])
+def test_smooth_activations_gradcheck_and_gradgradcheck(device, backend, act, clamp):
+    x = rand((2, 3, 4, 5), torch.float64, device)
+    b = rand((3,), torch.float64, device)
+
+    def fn(x, b):
+        return bias_act(x, b, act=act, clamp=clamp)
+
+    with ops.use_backend(backend):
+        assert gradcheck(fn, (x, b), **gradcheck_options(backend))
+        assert gradgradcheck(fn, (x, b), **gradcheck_options(backend))
+
+
+@parametrize_backends
+@pytest.mark.parametrize("act", ["swish", "selu", "softplus", "tanh"])
+def test_smooth_double_backward_matches_the_definition(device, backend, act):
+    """An R1-style penalty: d/dparams of ||d out / d x||^2, where act'' is not zero."""
+    x = rand((3, 6, 5, 7), torch.float64, device)
+    b = rand((6,), torch.float64, device)
+    w = rand((6,), torch.float64, device)
+
+    def penalty_grads(fn):
+        y = fn(x * w[:, None, None], b, act=act, clamp=1.5)
+        (gx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+        return torch.autograd.grad(gx.square().sum(), (x, b, w))
+
+    with ops.use_backend(backend):
+        ours = penalty_grads(bias_act)
+    for got, want in zip(ours, penalty_grads(definition)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    assert all(g.abs().sum() > 0 for g in ours)
+
+
+def test_none_means_the_activation_default_and_explicit_values_are_kept():
+    x, b = rand((2, 3, 4, 4)), rand((3,))
+    for act, (_, def_alpha, def_gain) in DEFINITIONS.items():
+        torch.testing.assert_close(bias_act(x, b, act=act, alpha=None, gain=None),
+                                   bias_act(x, b, act=act, alpha=def_alpha, gain=def_gain))
+    torch.testing.assert_close(bias_act(x, b, act="lrelu", alpha=0.3, gain=1.0),
+                               definition(x, b, act="lrelu", alpha=0.3, gain=1.0))
+
+
+@pytest.mark.parametrize("act", SMOOTH)
+def test_smooth_activations_save_x_and_b_and_write_nothing(act):
+    x = rand((4, 8, 16, 16), torch.float32)
+    b = rand((8,), torch.float32)
+    assert saved_bytes(lambda: bias_act(x, b, act=act)) == 4 * (x.numel() + b.numel())
+
+
+def test_unknown_activation_names_all_nine():
+    with pytest.raises(ValueError, match="linear, relu, lrelu, tanh, sigmoid, elu, selu, "
+                                         "softplus, swish"):
+        bias_act(rand((2, 3)), act="gelu")

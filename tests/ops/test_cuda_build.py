@@ -273,9 +273,10 @@ def test_cached_real_build_loads_and_does_not_spill_much():
     if path is None:
         pytest.skip("no cached sm_90 build (run `stylegan-fast build-ext --arch 9.0`)")
     module = build._import_file(path)
-    for name in ("bias_act_forward", "bias_act_backward", "generate_noise",
-                 "noise_inject_forward", "noise_inject_backward", "adain_forward",
-                 "adain_backward", "style_epilogue_forward", "style_epilogue_backward"):
+    for name in ("bias_act_forward", "bias_act_backward", "bias_act_backward_smooth",
+                 "generate_noise", "noise_inject_forward", "noise_inject_backward",
+                 "adain_forward", "adain_backward", "style_epilogue_forward",
+                 "style_epilogue_backward"):
         assert callable(getattr(module, name)), name
     kernels = build.parse_ptxas((path.parent / "build.log").read_text())
     assert len(kernels) > 50

@@ -55,6 +55,7 @@ def compile_instead_of_launch(self, *args, grid, warmup, **kwargs):
 
 JITFunction.run = compile_instead_of_launch
 
+from stylegan_fast.ops.bias_act import ACTIVATIONS  # noqa: E402
 from stylegan_fast.ops.triton.bias_act import BiasActTriton  # noqa: E402
 from stylegan_fast.ops.triton.noise_inject import NoiseInjectTriton  # noqa: E402
 from stylegan_fast.ops.triton.style_epilogue import backward as epilogue_backward  # noqa: E402
@@ -62,6 +63,7 @@ from stylegan_fast.ops.triton.style_epilogue import forward as epilogue_forward 
 
 assert tl.float32 is not None
 SEED = torch.tensor([123])
+SMOOTH = [name for name, spec in ACTIVATIONS.items() if spec.smooth]
 for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
     small = dtype if dtype == torch.float64 else torch.float32
     for shape in ((2, 8, 4, 4), (2, 3, 130, 129), (1, 1, 1, 1)):
@@ -78,6 +80,12 @@ for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
                 BiasActTriton.forward(x, b, 1, "lrelu", 0.2, 1.4, clamp, False)
             BiasActTriton.backward(x, x.new_empty(0, dtype=torch.uint8), 1, "linear", 1.0, 1.0,
                                    None, False)
+            for act in SMOOTH:  # every activation's forward; the smooth ones' backward
+                for clamp, bias in ((None, b), (0.5, None)):
+                    y, _ = BiasActTriton.forward(x, bias, 1, act, 0.2, 1.4, clamp, False)
+                    BiasActTriton.backward_smooth(y, x, bias, 1, act, 1.4, clamp, bias is not None)
+            for act in ("linear", "relu"):
+                BiasActTriton.forward(x, b, 1, act, 0.2, 1.4, None, True)
             for noise in (None, torch.randn(1, 1, h, w, dtype=small)):
                 NoiseInjectTriton.forward(x, strength, noise, SEED)
                 NoiseInjectTriton.backward(x, strength, noise, SEED, noise is not None)

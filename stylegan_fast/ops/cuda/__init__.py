@@ -20,7 +20,7 @@ import torch
 
 from .. import backends
 from .._common import compute_dtype, like
-from ..bias_act import negative_slope
+from ..bias_act import ACTIVATIONS, negative_slope
 from . import build
 
 __all__ = ["AdainCuda", "BiasActCuda", "NoiseInjectCuda", "StyleEpilogueCuda", "build"]
@@ -68,13 +68,12 @@ class BiasActCuda:
         xd = x if _dense(x) else x.contiguous()
         channels = x.shape[dim] if b is not None else 1
         inner = xd.stride(dim) if channels > 1 else 1
-        mask_needed = save_mask
         y, mask = _ext().bias_act_forward(
-            xd, _small(b, x), channels, inner, negative_slope(act, alpha), gain,
-            -1.0 if clamp is None else clamp, mask_needed, act != "linear")
+            xd, _small(b, x), channels, inner, ACTIVATIONS[act].code, negative_slope(act, alpha),
+            gain, -1.0 if clamp is None else clamp, save_mask)
         if xd is not x:
             y = like(x, y)
-            if mask_needed:
+            if save_mask:
                 mask = like(x, mask, torch.uint8)
         return y, mask
 
@@ -89,6 +88,19 @@ class BiasActCuda:
         inner = dyd.stride(dim) if channels > 1 else 1
         dx, db = _ext().bias_act_backward(dyd, mask, channels, inner,
                                           negative_slope(act, alpha), gain, compute_db)
+        return like(dy, dx), db
+
+    @staticmethod
+    def backward_smooth(dy, x, b, dim, act, gain, clamp, compute_db):
+        xd = x if _dense(x) else x.contiguous()
+        # work in x's layout (and dtype): dx comes back in it
+        dyd = dy if dy.stride() == xd.stride() and dy.dtype == xd.dtype else \
+            torch.empty_like(xd).copy_(dy)
+        channels = x.shape[dim] if b is not None or compute_db else 1
+        inner = xd.stride(dim) if channels > 1 else 1
+        dx, db = _ext().bias_act_backward_smooth(
+            dyd, xd, _small(b, x), channels, inner, ACTIVATIONS[act].code, gain,
+            -1.0 if clamp is None else clamp, compute_db)
         return like(dy, dx), db
 
 
