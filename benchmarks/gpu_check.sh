@@ -22,8 +22,11 @@
 #              the op bench of bias_act, noise_inject and adain),
 #              GPU_CHECK_MODEL_ARGS (more `bench --model` flags, e.g. "--resolutions 256
 #              --dtypes float32" to spend the model budget on fewer cases),
-#              GPU_CHECK_MAX_BATCH=1 (also search the largest 1024 px batch within 16/24 GiB;
-#              several minutes: give it TOTAL_SECONDS to spare).
+#              GPU_CHECK_TEST_SECONDS (the test step's limit, default 270: the whole suite took
+#              187 s on 14 workers on an H200), GPU_CHECK_MAX_BATCH=1 (also search the largest 1024 px batch within 16/24 GiB;
+#              several minutes: give it TOTAL_SECONDS to spare), GPU_CHECK_MAX_BATCH_ARGS (its
+#              `bench --max-batch` flags, default "--dtypes bfloat16"), GPU_CHECK_SKIP (step
+#              names to skip, e.g. "clusters bench-epilogue" for a rerun that has them already).
 set -u
 
 OUTDIR="${1:-${OUT:-}}"
@@ -45,6 +48,10 @@ STATUS_LINES=()
 run_step() {
     local name="$1" limit="$2" log="$3"
     shift 3
+    if [[ " ${GPU_CHECK_SKIP:-} " == *" $name "* ]]; then
+        STATUS_LINES+=("$(printf '%-10s skipped (GPU_CHECK_SKIP)' "$name")")
+        return 0
+    fi
     local left=$((TOTAL_SECONDS - SECONDS - 5))
     if [ "$limit" -gt "$left" ]; then limit="$left"; fi
     if [ "$limit" -le 0 ]; then
@@ -97,7 +104,7 @@ if [ "${GPU_CHECK_MEMCHECK:-0}" = "1" ]; then
         --error-exitcode 3 python3 -m pytest tests/ops -q -p no:cacheprovider \
         -k "(cuda-cuda or clusters) and not build" "${MEMCHECK_XDIST[@]}"
 fi
-run_step tests 200 tests.log python3 -m pytest tests -q --maxfail=20 -p no:cacheprovider \
+run_step tests "${GPU_CHECK_TEST_SECONDS:-270}" tests.log python3 -m pytest tests -q --maxfail=20 -p no:cacheprovider \
     "${XDIST[@]}" --junitxml="$OUTDIR/tests.xml"
 TESTS_RC=$?
 wait_for_background_steps
@@ -136,8 +143,10 @@ run_step models $((BUDGET + 60)) models.log python3 -m stylegan_fast.cli bench -
     ${GPU_CHECK_MODEL_ARGS:-}
 if [ "${GPU_CHECK_MAX_BATCH:-0}" = "1" ]; then
     BUDGET=$(budget_for 100 400)
+    # shellcheck disable=SC2086  # GPU_CHECK_MAX_BATCH_ARGS is a list of flags
     run_step max-batch $((BUDGET + 60)) max-batch.log python3 -m stylegan_fast.cli bench \
-        --max-batch --jsonl "$OUTDIR/max_batch.jsonl" --budget-seconds "$BUDGET"
+        --max-batch --jsonl "$OUTDIR/max_batch.jsonl" --budget-seconds "$BUDGET" \
+        ${GPU_CHECK_MAX_BATCH_ARGS:---dtypes bfloat16}
 fi
 RESULTS=()
 for name in ops models max_batch; do

@@ -104,18 +104,21 @@ def trains(case: ModelCase, peaks: dict) -> bool:
 
 def capped_max_batch(case: CappedCase, out_of_time: Callable[[], bool]) -> dict:
     """The record of the largest batch of ``case`` under its cap."""
-    total = torch.cuda.get_device_properties(case.device).total_memory
+    device = torch.device(case.device)
+    if device.index is None:  # set_per_process_memory_fraction needs an index
+        device = torch.device(device.type, torch.cuda.current_device())
+    total = torch.cuda.get_device_properties(device).total_memory
     cap_bytes = case.cap_gb * 2**30  # a "16 GB" card has 16 GiB
     if cap_bytes > total:
         raise ValueError(f"the GPU has only {total / 2**30:.1f} GiB, less than the "
                          f"{case.cap_gb:g} GiB cap")
     peaks: dict = {}
-    torch.cuda.set_per_process_memory_fraction(cap_bytes / total, case.device)
+    torch.cuda.set_per_process_memory_fraction(cap_bytes / total, device)
     try:
         best = largest_batch(lambda batch: trains(replace(case, batch=batch), peaks),
                              out_of_time=out_of_time)
     finally:
-        torch.cuda.set_per_process_memory_fraction(1.0, case.device)
+        torch.cuda.set_per_process_memory_fraction(1.0, device)
     record = new_record(replace(case, batch=best))
     record.update(max_batch=best, memory_cap_gb=case.cap_gb, peak_mem_mb=peaks.get(best),
                   networks=case.networks.describe())

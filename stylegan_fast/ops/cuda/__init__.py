@@ -149,6 +149,14 @@ class StyleEpilogueCuda:
     @staticmethod
     def backward(dy, x, bias, style_scale, noise_strength, noise, seed, mean, rstd, alpha, gain,
                  scale_offset, compute_dnoise):
+        if compute_dnoise and x.dtype in (torch.float16, torch.bfloat16):
+            # dnoise sums dt over the channels: from float32 dt, as ref does, not from the dx the
+            # kernel rounds to x's dtype. The float32 kernel does the same float32 arithmetic on
+            # the same values; dx is rounded once. Costs a copy, only when noise needs a grad.
+            dx, *grads = StyleEpilogueCuda.backward(
+                dy.float(), x.float(), bias, style_scale, noise_strength, noise, seed, mean, rstd,
+                alpha, gain, scale_offset, compute_dnoise)
+            return (dx.to(x.dtype), *grads)
         xd, nhwc = _layout4(x)
         noise_map = _noise_map(x, noise, seed) if noise_strength is not None else None
         dx, dbias, dscale, dsbias, dstrength, dnoise = _ext().style_epilogue_backward(
