@@ -30,7 +30,7 @@ from stylegan_fast.bench.timing import copy_bandwidth_gbps, default_device, sync
 JSONL_ENV_VAR = "STYLEGAN_FAST_BENCH_JSONL"
 DEVICE = default_device()
 PRESET = PRESETS[default_preset(DEVICE)]
-CASES = make_cases(OPS, default_backends(DEVICE), PRESET.dtypes, PRESET.shapes, PRESET.modes,
+CASES = make_cases(OPS, default_backends(DEVICE), PRESET.dtypes, PRESET.shapes_for, PRESET.modes,
                    DEVICE)
 TOLERANCES = {"float32": {"rtol": 1e-4, "atol": 1e-4},
               "bfloat16": {"rtol": 2e-2, "atol": 2e-2},

@@ -117,10 +117,10 @@ run_step clusters $((${GPU_CHECK_CLUSTER_SECONDS:-90} + 60)) clusters.log \
 # Each bench stops starting new cases at its --budget-seconds and appends every finished case to
 # its JSONL, so a step killed by its timeout still leaves results. What the tests leave (minus 40 s
 # for the plot and the summary) is shared: the fused epilogue's op bench first (the project's
-# central claim, every backend, up to 30%, at most 150 s), the other ops (up to 40% of what is
-# left, at most 150 s; GPU_CHECK_OP_ARGS narrows them, e.g. "--backends eager,triton,cuda"), then
-# the model bench (256 px first, then 1024 px) the rest; each step's timeout gives the case in
-# flight 60 s more.
+# central claim, every backend, up to 30%, at most 150 s), the resampling ops (up to 20%, at most
+# 90 s), the other ops (up to 40% of what is left, at most 150 s; GPU_CHECK_OP_ARGS narrows
+# them, e.g. "--backends eager,triton,cuda"), then the model bench (256 px first, then 1024 px)
+# the rest; each step's timeout gives the case in flight 60 s more.
 budget_for() {  # budget_for PERCENT MAX: seconds for the next bench, at least 1
     local left=$((TOTAL_SECONDS - SECONDS - 40 - 60))
     local budget=$((left * $1 / 100))
@@ -131,6 +131,13 @@ budget_for() {  # budget_for PERCENT MAX: seconds for the next bench, at least 1
 BUDGET=$(budget_for 30 150)
 run_step bench-epilogue $((BUDGET + 60)) bench-epilogue.log python3 -m stylegan_fast.cli bench \
     --preset "$PRESET" --ops style_epilogue --jsonl "$OUTDIR/ops.jsonl" --budget-seconds "$BUDGET"
+BUDGET=$(budget_for 20 90)
+# The resampling ops (upfirdn2d's upsample2d, downsample2d, filter2d at StyleGAN2's shapes) against
+# their conv-based definition: they decide whether stylegan_fast.nn's blur and box downsampling
+# should stay on upfirdn2d's kernels on a GPU.
+run_step bench-resample $((BUDGET + 60)) bench-resample.log python3 -m stylegan_fast.cli bench \
+    --preset "$PRESET" --ops upsample2d,downsample2d,filter2d --jsonl "$OUTDIR/ops.jsonl" \
+    --budget-seconds "$BUDGET"
 BUDGET=$(budget_for 40 150)
 # shellcheck disable=SC2086  # GPU_CHECK_OP_ARGS is a list of flags
 run_step bench $((BUDGET + 60)) bench.log python3 -m stylegan_fast.cli bench --preset "$PRESET" \
@@ -164,7 +171,7 @@ printf '%s\n' "${STATUS_LINES[@]}"
 if [ -f "$OUTDIR/tests.log" ]; then
     echo "tests: $(grep -E '(passed|failed|error|no tests ran)' "$OUTDIR/tests.log" | tail -n 1)"
 fi
-for log in bench-epilogue.log bench.log; do
+for log in bench-epilogue.log bench-resample.log bench.log; do
     if [ -f "$OUTDIR/$log" ]; then
         echo
         echo "== op benchmark table (tail of $log)"

@@ -430,6 +430,54 @@ std::tuple<Tensor, Tensor, Tensor> adain_backward(const Tensor& dy, const Tensor
   return {dx, dscale, dsbias};
 }
 
+// -------------------------------------------------------------------------------- upfirdn2d
+// One pass (stylegan_fast/ops/upfirdn2d.py) into y, which the caller allocated as
+// [N, C, OH, OW] in the op's output layout (NCHW, or channels_last) and dtype. x: any strides.
+// up, down, pad: (x, y) pairs.
+void upfirdn2d_forward(const Tensor& x, const Tensor& f, const Tensor& y, bool separable,
+                       at::IntArrayRef up, at::IntArrayRef down, at::IntArrayRef pad, bool flip,
+                       double gain) {
+  TORCH_CHECK(x.is_cuda() && x.dim() == 4, "x must be a 4-D CUDA tensor");
+  const bool nhwc = !y.is_contiguous();
+  check_big(y, "y", nhwc);
+  TORCH_CHECK(y.device() == x.device() && y.size(0) == x.size(0) && y.size(1) == x.size(1),
+              "y must be [N, C, OH, OW] on x's device");
+  TORCH_CHECK(f.device() == x.device() && f.scalar_type() == at::kFloat && f.is_contiguous() &&
+                  f.dim() == (separable ? 1 : 2) && f.numel() > 0,
+              "f must be a non-empty contiguous float32 filter on x's device, [K] if separable "
+              "else [KH, KW]");
+  TORCH_CHECK(up.size() == 2 && down.size() == 2 && pad.size() == 2,
+              "up, down and pad must be (x, y) pairs");
+  const int64_t kh = f.size(0), kw = separable ? f.size(0) : f.size(1);
+  TORCH_CHECK(kh * kw <= sgf::kUpFirDn2dMaxTaps, "upfirdn2d cuda: the filter has ", kh, " x ",
+              kw, " = ", kh * kw, " taps, more than the ", sgf::kUpFirDn2dMaxTaps,
+              " supported (run a long 1-D filter as two passes, [1, K] then [K, 1])");
+  const c10::cuda::CUDAGuard guard(x.device());
+  if (x.numel() == 0) {  // nothing to read: y is all padding
+    y.zero_();
+    return;
+  }
+  sgf::UpFirDn2dArgs a{};
+  a.dtype = storage_dtype(x);
+  a.out_dtype = storage_dtype(y);
+  a.x = x.data_ptr();
+  a.sx_n = x.stride(0); a.sx_c = x.stride(1); a.sx_h = x.stride(2); a.sx_w = x.stride(3);
+  a.f = f.data_ptr<float>();
+  a.y = y.data_ptr();
+  a.sy_n = y.stride(0); a.sy_c = y.stride(1); a.sy_h = y.stride(2); a.sy_w = y.stride(3);
+  a.nhwc = nhwc;
+  a.N = x.size(0); a.C = x.size(1); a.H = x.size(2); a.W = x.size(3);
+  a.OH = y.size(2); a.OW = y.size(3);
+  a.KH = static_cast<int>(kh); a.KW = static_cast<int>(kw);
+  a.separable = separable;
+  a.flip = flip;
+  a.up_x = up[0]; a.up_y = up[1];
+  a.down_x = down[0]; a.down_y = down[1];
+  a.pad_x = pad[0]; a.pad_y = pad[1];
+  a.gain = gain;
+  sgf::upfirdn2d_forward(a, stream_of(x));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -449,4 +497,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "dnoise)");
   m.def("adain_forward", &adain_forward, "adain forward -> (y, mean, rstd)");
   m.def("adain_backward", &adain_backward, "adain backward -> (dx, dstyle_scale, dstyle_bias)");
+  m.def("upfirdn2d_forward", &upfirdn2d_forward,
+        "upfirdn2d: one pass (upsample, FIR filter, downsample) of x into y");
 }

@@ -185,4 +185,33 @@ struct AdainBackwardArgs {
 };
 void adain_backward(const AdainBackwardArgs& args, cudaStream_t stream);
 
+// upfirdn2d: one pass of stylegan_fast/ops/upfirdn2d.py's docstring (upsample by up, FIR-filter,
+// downsample by down):
+//   y[n, c, oy, ox] = gain * sum_{ky < KH, kx < KW} u[n, c, oy * down_y + ky - pad_y,
+//                                                     ox * down_x + kx - pad_x] * w[ky, kx]
+//   u[n, c, t, s] = x[n, c, t / up_y, s / up_x] if up_y | t, up_x | s and inside x, else 0
+//   w[ky, kx] = g[ky, kx] if flip else g[KH - 1 - ky, KW - 1 - kx], g = f (x) f or f
+// Math in float32 (float64 for a float64 x). The filter holds at most kUpFirDn2dMaxTaps taps
+// (KH * KW: 32 x 32 2-D, 1-D up to 32 as f (x) f, or up to 1024 as a [1, K] / [K, 1] pass).
+constexpr int kUpFirDn2dMaxTaps = 1024;
+struct UpFirDn2dArgs {
+  DType dtype;                      // storage dtype of x
+  DType out_dtype;                  // storage dtype of y: x's, Float for a Half/BFloat16 x, or
+                                    // Half/BFloat16 for a Float x
+  const void* x;                    // [N, C, H, W] storage dtype, any strides (sx_*)
+  int64_t sx_n, sx_c, sx_h, sx_w;   // x's strides, elements
+  const float* f;                   // [K] if separable (KH = KW = K), else [KH, KW]; contiguous
+  void* y;                          // [N, C, OH, OW] out_dtype, dense NCHW or channels_last
+  int64_t sy_n, sy_c, sy_h, sy_w;   // y's strides, elements
+  bool nhwc;                        // y is channels_last (threads along c), else NCHW
+  int64_t N, C, H, W, OH, OW;
+  int KH, KW;                       // filter taps along y, x
+  bool separable;                   // f is 1-D: w = f (x) f
+  bool flip;                        // correlate with f itself (no flip)
+  int64_t up_x, up_y, down_x, down_y;  // >= 1
+  int64_t pad_x, pad_y;             // leading padding on the upsampled x (negative crops)
+  double gain;
+};
+void upfirdn2d_forward(const UpFirDn2dArgs& args, cudaStream_t stream);
+
 }  // namespace sgf

@@ -15,7 +15,17 @@ from typing import Callable
 import torch
 
 from .baselines import default_backends, known_backends
-from .op_cases import MODES, OPS, PRESETS, Case, make_cases, make_inputs, min_bytes, op_function
+from .op_cases import (
+    MODES,
+    OPS,
+    PRESETS,
+    Case,
+    make_cases,
+    make_inputs,
+    min_bytes,
+    op_function,
+    output_shape,
+)
 from .records import measure_or_error, new_record
 from .runner import (
     default_preset,
@@ -50,7 +60,8 @@ def prepare(case: Case) -> Runner:
         def step():
             fn(**kwargs)
     else:
-        dy = torch.randn_like(inputs.x)
+        x = inputs.x
+        dy = torch.randn(output_shape(case.op, tuple(x.shape)), dtype=x.dtype, device=x.device)
 
         def step():
             fn(**kwargs).backward(dy)
@@ -91,7 +102,7 @@ def _selection(args: argparse.Namespace, device: str):
                              f"{', '.join(allowed)}")
     reps, warmup = reps_and_warmup(args, preset)
     cases = make_cases(op_names, backends, args.dtypes or list(preset.dtypes),
-                       args.shapes or list(preset.shapes), modes, device)
+                       args.shapes or preset.shapes_for, modes, device)
     return cases, reps, warmup
 
 

@@ -15,10 +15,18 @@ traffic report count it) is what a kernel must move at the least, tensor by tens
   noise_strength, a given noise, style_scale; noise_inject: a given noise, and strength only for a
   noise gradient), write each gradient wanted once (dx; noise_inject passes dy through as dx, so
   writes none).
+
+The resampling ops (``upsample2d``, ``downsample2d``, ``filter2d``: NVIDIA's helpers on
+``upfirdn2d`` with the [1, 3, 3, 1] filter of StyleGAN2) read x and write y of another size:
+forward x + y, backward dy (y's size) + dx (x's), the filter besides; they save nothing. Their
+``eager`` baseline is the op's plain definition (zero insertion, padding, a convolution per
+plane, stride), ``compile`` that definition compiled. Their shapes are StyleGAN2's
+(:attr:`Preset.resample_shapes`).
 """
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -26,11 +34,14 @@ import torch
 
 from .. import ops
 from ..ops._common import compute_dtype
+from ..ops.backends import EAGER
 from ..ops.bias_act import needs_mask
 from .baselines import BASELINES, compiled, on_backend
 from .records import format_shape
 
-OPS = ("bias_act", "bias_act_swish", "noise_inject", "adain", "style_epilogue")
+EPILOGUE_OPS = ("bias_act", "bias_act_swish", "noise_inject", "adain", "style_epilogue")
+RESAMPLE_OPS = ("upsample2d", "downsample2d", "filter2d")
+OPS = EPILOGUE_OPS + RESAMPLE_OPS
 MODES = ("fwd", "fwd+bwd")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16"}
@@ -51,6 +62,8 @@ class OpSpec:
     dnoise_reads: tuple = ()  # inputs the backward reads only for a gradient of the noise
     dx_is_dy: bool = False  # the backward passes dy through as dx (nothing written)
     impl: str = ""  # the registered op it times, when the case's name is another ("": the name)
+    fir_taps: tuple = ()  # resampling ops: the filter's taps (setup_filter), passed as ``f``
+    output_hw: Callable = None  # resampling ops: (H, W) -> the output's (H, W)
 
 
 OP_SPECS = {
@@ -70,7 +83,23 @@ OP_SPECS = {
                              saved=("mean", "rstd"),
                              backward_reads=("x", "bias", "noise_strength", "noise",
                                              "style_scale")),
+    "upsample2d": OpSpec(on_backend(ops.upsample2d, EAGER), ops.upsample2d, impl="upfirdn2d",
+                         fir_taps=(1, 3, 3, 1), output_hw=lambda h, w: (2 * h, 2 * w),
+                         backward_reads=("f",)),
+    "downsample2d": OpSpec(on_backend(ops.downsample2d, EAGER), ops.downsample2d,
+                           impl="upfirdn2d", fir_taps=(1, 3, 3, 1),
+                           output_hw=lambda h, w: (h // 2, w // 2),
+                           backward_reads=("f",)),
+    "filter2d": OpSpec(on_backend(ops.filter2d, EAGER), ops.filter2d, impl="upfirdn2d",
+                       fir_taps=(1, 3, 3, 1), output_hw=lambda h, w: (h, w), backward_reads=("f",)),
 }
+
+
+def output_shape(op: str, shape: tuple) -> tuple:
+    """The op's output shape for an x of ``shape``."""
+    n, c, h, w = shape
+    hw = OP_SPECS[op].output_hw
+    return (n, c, *hw(h, w)) if hw else tuple(shape)
 
 
 @dataclass(frozen=True)
@@ -80,6 +109,10 @@ class Preset:
     modes: tuple = MODES
     reps: int = 30
     warmup: int = 5
+    resample_shapes: tuple = ()  # the resampling ops' shapes (default: ``shapes``)
+
+    def shapes_for(self, op: str) -> tuple:
+        return self.resample_shapes or self.shapes if op in RESAMPLE_OPS else self.shapes
 
 
 PRESETS = {
@@ -88,7 +121,9 @@ PRESETS = {
     # bfloat16 first (what AMP training runs), so that a time budget cuts float32 first.
     "gpu": Preset(shapes=((32, 512, 32, 32), (16, 128, 128, 128), (4, 32, 512, 512),
                           (4, 16, 1024, 1024)),
-                  dtypes=("bfloat16", "float32")),
+                  dtypes=("bfloat16", "float32"),
+                  resample_shapes=((8, 512, 16, 16), (8, 256, 64, 64), (4, 128, 256, 256),
+                                   (4, 32, 1024, 1024))),
 }
 
 
@@ -137,15 +172,18 @@ def implements(op: str, backend: str) -> bool:
     return True
 
 
-def make_cases(op_names: list, backends: list, dtypes: list, shapes: list, modes: list,
+def make_cases(op_names: list, backends: list, dtypes: list, shapes, modes: list,
                device: str) -> list[Case]:
     """All combinations that a backend implements; the backends of one group run in a row,
-    baselines first."""
+    baselines first. ``shapes``: a list for every op, or a function op -> list (a preset's
+    :meth:`Preset.shapes_for`); the i-th shape of every op comes before the (i+1)-th."""
     backends = [b for b in BASELINES if b in backends] + [b for b in dict.fromkeys(backends)
                                                           if b not in BASELINES]
-    return [Case(op, backend, dtype, tuple(shape), mode, device)
-            for dtype in dtypes for shape in shapes for op in op_names for mode in modes
-            for backend in backends if implements(op, backend)]
+    per_op = {op: list(shapes(op) if callable(shapes) else shapes) for op in op_names}
+    rounds = max((len(s) for s in per_op.values()), default=0)
+    return [Case(op, backend, dtype, tuple(per_op[op][i]), mode, device)
+            for dtype in dtypes for i in range(rounds) for op in op_names if i < len(per_op[op])
+            for mode in modes for backend in backends if implements(op, backend)]
 
 
 # ---------------------------------------------------------------- inputs and calls
@@ -184,6 +222,8 @@ def make_inputs(case: Case, *, explicit_noise: bool = False, seed: int = 0,
     for t in grad_inputs.values():
         t.requires_grad_()
     kwargs = dict(tensors, **spec.options)
+    if spec.fir_taps:
+        kwargs["f"] = ops.setup_filter(list(spec.fir_taps), device=case.device)
     if spec.takes_noise:
         kwargs["noise"] = randn(n, 1, h, w, dtype=x_dtype) if explicit_noise else None
     return OpInputs(case.op, kwargs, grad_inputs)
@@ -221,16 +261,17 @@ def minimum_traffic(inputs: OpInputs, direction: str) -> dict[str, tuple[int, in
     saved = {name: size for name, size in (("mask", mask), ("mean", stats), ("rstd", stats))
              if name in spec.saved and size}
     grads = inputs.grad_inputs
+    y_bytes = math.prod(output_shape(inputs.op, tuple(x.shape))) * x.element_size()
     if direction == "fwd":
         traffic = {name: (_nbytes(t), 0) for name, t in given.items()}
-        traffic["y"] = (0, _nbytes(x))
+        traffic["y"] = (0, y_bytes)
         if grads:
             traffic.update((name, (0, size)) for name, size in saved.items())
         return traffic
     if direction != "bwd":
         raise ValueError(f"direction must be fwd or bwd, got {direction!r}")
     reads = list(spec.backward_reads) + (list(spec.dnoise_reads) if "noise" in grads else [])
-    traffic = {"dy": (_nbytes(x), 0), **{name: (size, 0) for name, size in saved.items()}}
+    traffic = {"dy": (y_bytes, 0), **{name: (size, 0) for name, size in saved.items()}}
     traffic.update((name, (_nbytes(given[name]), 0)) for name in reads if name in given)
     traffic.update((f"d{name}", (0, _nbytes(t))) for name, t in grads.items()
                    if not (name == "x" and spec.dx_is_dy))

@@ -1,4 +1,5 @@
-"""Fused StyleGAN epilogue ops, each with selectable backends (see :mod:`.backends`)."""
+"""Fused StyleGAN epilogue ops and upfirdn2d resampling, each with selectable backends
+(see :mod:`.backends`)."""
 from .adain import adain, adain_reference
 from .backends import (
                        BackendStatus,
@@ -12,6 +13,14 @@ from .backends import (
 from .bias_act import bias_act, bias_act_reference
 from .noise_inject import noise_inject, noise_inject_reference
 from .style_epilogue import style_epilogue, style_epilogue_reference
+from .upfirdn2d import (
+                       downsample2d,
+                       filter2d,
+                       setup_filter,
+                       upfirdn2d,
+                       upfirdn2d_reference,
+                       upsample2d,
+)
 
 __all__ = [
                        "BackendStatus",
@@ -21,12 +30,18 @@ __all__ = [
                        "available_backends",
                        "bias_act",
                        "bias_act_reference",
+                       "downsample2d",
+                       "filter2d",
                        "noise_inject",
                        "noise_inject_reference",
                        "register_backend",
                        "register_impl",
                        "resolve_backend",
+                       "setup_filter",
                        "style_epilogue",
                        "style_epilogue_reference",
+                       "upfirdn2d",
+                       "upfirdn2d_reference",
+                       "upsample2d",
                        "use_backend",
 ]

@@ -7,8 +7,10 @@ is the same both times). The top blocks hold most of the activation memory at 51
 few of them save most of it, at the cost of one more forward pass through them.
 
 A D pass with R1 gains nothing: its second derivative keeps the recomputed activations for the
-penalty's own backward. Measured at 256 px (official channels, 2 images per pass): the G step keeps
-749 MiB for backward, 543 / 435 / 341 MiB with 1 / 2 / 3 checkpointed blocks.
+penalty's own backward. Measured at 256 px (official channels, 2 images per pass, float32, ref
+backend; ``python benchmarks/saved_memory.py --checkpoint-blocks N``): the G step (G, then D on
+its images) keeps 605 MiB for backward, 464 / 388 / 325 MiB with 1 / 2 / 3 checkpointed blocks
+(749 and 543 / 435 / 341 MiB while the blurs kept their inputs, before upfirdn2d).
 
 Only the instance's ``forward`` is replaced: parameter names, state dicts and checkpoints are
 unchanged. Apply it to the training networks after copying G into G_ema.
@@ -16,9 +18,24 @@ unchanged. Apply it to the training networks after copying G into G_ema.
 from __future__ import annotations
 
 import functools
+from typing import Callable
 
+import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+
+def saved_bytes(fn: Callable):
+    """(fn(), the bytes of the storages autograd keeps for backward while it runs, each once)."""
+    seen = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sum(seen.values())
 
 
 def _checkpointed(forward, *args, **kwargs):

@@ -227,7 +227,7 @@ def test_the_command_prints_and_records_each_direction(tmp_path, capsys):
 
 def test_default_cases_cover_every_op_layer_dtype_and_layout():
     cases = traffic.make_cases()
-    for op in op_cases.OPS:
+    for op in op_cases.EPILOGUE_OPS:  # the resampling ops have no traffic report
         mine = [c for c in cases if c.op == op]
         assert {c.shape[2] for c in mine} >= set(traffic.RESOLUTIONS)
         assert {(c.dtype, c.layout, c.mode) for c in mine} == {

@@ -35,9 +35,45 @@ STAND_IN = {
             x = x * gain
             return x if clamp is None else x.clamp(-clamp, clamp)
     ''',
+    "torch_utils/ops/upfirdn2d.py": '''
+        import torch
+        import torch.nn.functional as F
+
+        def setup_filter(f, device=torch.device("cpu"), normalize=True):
+            f = torch.as_tensor(f, dtype=torch.float32)
+            f = torch.outer(f, f) if f.ndim == 1 and f.numel() < 8 else f
+            return (f / f.sum() if normalize else f).to(device)
+
+        def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="cuda"):
+            # integer up / down, padding an int or [x0, x1, y0, y1] >= 0, 2-D filters: what the
+            # networks below use
+            pad = [padding] * 4 if isinstance(padding, int) else list(padding)
+            n, c, h, w = x.shape
+            u = x.new_zeros(n, c, h * up, w * up)
+            u[:, :, ::up, ::up] = x
+            u = F.pad(u, pad)
+            g = (f if flip_filter else f.flip(0, 1)).to(x.dtype) * gain
+            y = F.conv2d(u.reshape(n * c, 1, *u.shape[2:]), g[None, None])[:, :, ::down, ::down]
+            return y.reshape(n, c, *y.shape[2:])
+
+        def filter2d(x, f, padding=0, flip_filter=False, gain=1, impl="cuda"):
+            k = f.shape[-1]
+            return upfirdn2d(x, f, padding=[k // 2, (k - 1) // 2] * 2, flip_filter=flip_filter,
+                             gain=gain)
+
+        def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1, impl="cuda"):
+            k = f.shape[-1]
+            return upfirdn2d(x, f, up=up, padding=[(k + up - 1) // 2, (k - up) // 2] * 2,
+                             flip_filter=flip_filter, gain=gain * up * up)
+
+        def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1, impl="cuda"):
+            k = f.shape[-1]
+            return upfirdn2d(x, f, down=down, padding=[(k - down + 1) // 2, (k - down) // 2] * 2,
+                             flip_filter=flip_filter, gain=gain)
+    ''',
     "stand_in_networks.py": '''
         import torch
-        from torch_utils.ops import bias_act
+        from torch_utils.ops import bias_act, upfirdn2d
 
         class SynthesisLayer(torch.nn.Module):
             def __init__(self, in_channels, out_channels, w_dim):
@@ -55,6 +91,17 @@ STAND_IN = {
                                                weight.reshape(-1, i, 3, 3), padding=1, groups=n)
                 y = y.reshape(n, -1, h, w_)
                 return bias_act.bias_act(y, self.bias.to(y.dtype), act="lrelu", clamp=256)
+
+        class ResampleBlock(torch.nn.Module):
+            """A StyleGAN2-style skip path: upsample, blur, downsample with a [1, 3, 3, 1] FIR."""
+            def __init__(self):
+                super().__init__()
+                self.register_buffer("f", upfirdn2d.setup_filter([1, 3, 3, 1]))
+
+            def forward(self, x):
+                y = upfirdn2d.upsample2d(x, self.f)
+                y = upfirdn2d.filter2d(torch.tanh(y), self.f)
+                return upfirdn2d.downsample2d(y, self.f)
     ''',
 }
 
@@ -126,7 +173,11 @@ def test_install_swaps_nvidias_bias_act_and_the_layer_output_agrees(stand_in):
 
     replaced = nvlabs.install()
     try:
-        assert replaced == {"torch_utils.ops.bias_act.bias_act": original}
+        assert replaced["torch_utils.ops.bias_act.bias_act"] is original
+        assert sorted(replaced) == sorted(
+            ["torch_utils.ops.bias_act.bias_act"] + [f"torch_utils.ops.upfirdn2d.{name}" for name
+                                                     in ("upfirdn2d", "filter2d", "upsample2d",
+                                                         "downsample2d")])
         assert nvidia.bias_act is bias_act
         assert nvlabs.install() == {}  # already installed: nothing more replaced
         after = layer(x, w)
@@ -136,6 +187,58 @@ def test_install_swaps_nvidias_bias_act_and_the_layer_output_agrees(stand_in):
     assert nvidia.bias_act is original
     torch.testing.assert_close(after, before)
     torch.testing.assert_close(grad_after, grad_before)
+
+
+def test_install_swaps_upfirdn2d_and_a_resampling_block_agrees_to_second_order(stand_in):
+    import stand_in_networks
+    import torch_utils.ops.upfirdn2d as nvidia
+
+    block = stand_in_networks.ResampleBlock()  # its filter stays float32, as NVIDIA requires
+    x = torch.randn(2, 3, 8, 6, dtype=torch.float64, requires_grad=True)
+
+    def r1():  # the block's output, and the gradient of |d out / dx|^2 w.r.t. x (R1-style)
+        y = block(x)
+        (g,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+        return y, torch.autograd.grad(g.square().sum(), x)[0]
+
+    before = r1()
+    originals = {name: getattr(nvidia, name) for name in ("upfirdn2d", "upsample2d")}
+    replaced = nvlabs.install()
+    try:
+        assert nvidia.upsample2d is nvlabs.upfirdn2d.upsample2d
+        assert nvidia.upfirdn2d is nvlabs.upfirdn2d.upfirdn2d
+        after = r1()
+    finally:
+        nvlabs.uninstall(replaced)
+    assert all(getattr(nvidia, name) is f for name, f in originals.items())
+    assert before[0].shape == (2, 3, 8, 6)
+    for got, want in zip(after, before):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("impl", ["cuda", "ref"])
+def test_upfirdn2d_functions_take_nvidias_arguments(impl):
+    f = nvlabs.upfirdn2d.setup_filter([1, 3, 3, 1])
+    x = rand((2, 3, 6, 5))
+    with ops.use_backend("ref"):
+        want = ops.upfirdn2d(x, f, up=2, down=1, padding=[2, 1, 1, 2], flip_filter=True, gain=3)
+    torch.testing.assert_close(nvlabs.upfirdn2d.upfirdn2d(x, f, 2, 1, [2, 1, 1, 2], True, 3,
+                                                          impl=impl), want)
+    assert nvlabs.upfirdn2d.upsample2d(x, f, impl=impl).shape == (2, 3, 12, 10)
+    assert nvlabs.upfirdn2d.downsample2d(x, f, impl=impl).shape == (2, 3, 3, 2)
+    assert nvlabs.upfirdn2d.filter2d(x, f, impl=impl).shape == (2, 3, 6, 5)
+    with pytest.raises(ValueError, match="impl must be one of cuda, ref"):
+        nvlabs.upfirdn2d.upsample2d(x, f, impl="triton")
+
+
+def test_install_is_all_or_nothing(stand_in, monkeypatch):
+    import torch_utils.ops.bias_act as nvidia_bias_act
+
+    original = nvidia_bias_act.bias_act
+    monkeypatch.setitem(sys.modules, "torch_utils.ops.upfirdn2d", None)  # missing module
+    with pytest.raises(ImportError, match="torch_utils.ops.upfirdn2d"):
+        nvlabs.install()
+    assert nvidia_bias_act.bias_act is original
 
 
 def test_install_without_torch_utils_says_what_to_put_on_the_path(monkeypatch):

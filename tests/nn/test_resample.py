@@ -16,6 +16,9 @@ from stylegan_fast.nn import (
     upsample2d,
 )
 from stylegan_fast.nn.resample import blur_filter
+from stylegan_fast.ops import use_backend
+
+from ..ops.helpers import saved_bytes
 
 
 def test_blur_of_a_delta_is_the_normalized_121_filter_per_channel():
@@ -36,14 +39,17 @@ def test_blur_keeps_a_constant_interior_and_zero_pads_the_border():
     torch.testing.assert_close(y[0, 0, 0, 0], torch.tensor(9 / 16))
 
 
-class _ConvolutionCounter(TorchDispatchMode):
+class _OpCounter(TorchDispatchMode):
+    """Counts the dispatched convolutions and upfirdn2d calls (what each runs inside is not
+    dispatched again)."""
+
     def __init__(self):
         super().__init__()
-        self.count = 0
+        self.convolutions = self.upfirdn2d = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if "convolution" in func.__name__:
-            self.count += 1
+        self.convolutions += "convolution" in func.__name__
+        self.upfirdn2d += "upfirdn2d" in func.__name__
         return func(*args, **(kwargs or {}))
 
 
@@ -63,14 +69,31 @@ def test_blur_matches_the_depthwise_convolution_to_second_order(channels_last):
     assert torch.autograd.gradgradcheck(blur2d, (x,))
 
 
-def test_blur_double_backward_runs_a_few_convolutions_whatever_the_channels():
+@pytest.mark.parametrize("backend", ["eager", "ref"])
+def test_blur_double_backward_runs_a_few_convolutions_whatever_the_channels(backend):
     """R1 differentiates D's blurs twice; a grouped convolution's double backward in PyTorch runs
-    one convolution per group (measured on an H200: 97% of a training step)."""
+    one convolution per group (measured on an H200: 97% of a training step). eager: a few
+    single-channel convolutions; the other backends: a few upfirdn2d calls, no convolution."""
     x = torch.randn(2, 64, 8, 8, requires_grad=True)
-    with _ConvolutionCounter() as counter:
+    with use_backend(backend), _OpCounter() as counter:
         (gx,) = torch.autograd.grad(blur2d(x).square().sum(), x, create_graph=True)
         gx.square().sum().backward()
-    assert 0 < counter.count <= 8
+    if backend == "eager":
+        assert 0 < counter.convolutions <= 8 and counter.upfirdn2d == 0
+    else:
+        assert 0 < counter.upfirdn2d <= 4 and counter.convolutions == 0
+
+
+@pytest.mark.parametrize("backend", ["eager", "ref"])
+def test_blur_and_box_downsampling_save_nothing_but_on_eager(backend):
+    x = torch.randn(2, 8, 16, 16, requires_grad=True)
+    with use_backend(backend):
+        blur_saved = saved_bytes(lambda t: Blur()(t), x)
+        down_saved = saved_bytes(downsample2d, x)
+    if backend == "eager":  # the convolution and avg_pool2d keep their input
+        assert blur_saved >= x.numel() * 4 and down_saved >= x.numel() * 4
+    else:  # upfirdn2d keeps its 3x3 or 2x2 filter
+        assert blur_saved <= 9 * 4 and down_saved <= 4 * 4
 
 
 def test_upsample_is_nearest_and_downsample_is_the_2x2_mean():
@@ -116,7 +139,9 @@ def test_fused_weights_for_a_3x3_kernel_by_hand():
                                + flipped[1:, :-1] + flipped[:-1, :-1])
 
 
-def test_resampling_keeps_channels_last():
+@pytest.mark.parametrize("backend", ["eager", "ref"])
+def test_resampling_keeps_channels_last(backend):
     x = torch.randn(2, 4, 6, 6).to(memory_format=torch.channels_last)
-    for y in (blur2d(x), upsample2d(x), downsample2d(x)):
-        assert y.is_contiguous(memory_format=torch.channels_last)
+    with use_backend(backend):
+        for y in (blur2d(x), upsample2d(x), downsample2d(x)):
+            assert y.is_contiguous(memory_format=torch.channels_last)

@@ -48,3 +48,22 @@ def test_compiled_generated_noise_is_reproducible_and_fresh():
     again = compiled(*args)
     torch.testing.assert_close(first, again, rtol=0, atol=0)
     assert not torch.allclose(first, second)
+
+
+def test_upfirdn2d_compiles_fullgraph():
+    """StyleGAN2's resampling under torch.compile: the custom op is traced, not broken on."""
+    torch._dynamo.reset()
+    f = ops.setup_filter([1, 3, 3, 1])
+
+    def block(x):
+        return ops.downsample2d(torch.tanh(ops.upsample2d(x, f, padding=[0, 1, 1, 0])), f)
+
+    x = torch.randn(2, 3, 6, 5).to(memory_format=torch.channels_last).requires_grad_()
+    eager_out = block(x)
+    (eager_grad,) = torch.autograd.grad(eager_out.square().sum(), x)
+    compiled = torch.compile(block, fullgraph=True)
+    out = compiled(x)
+    (grad,) = torch.autograd.grad(out.square().sum(), x)
+    torch.testing.assert_close(out, eager_out)
+    torch.testing.assert_close(grad, eager_grad)
+    assert out.is_contiguous(memory_format=torch.channels_last)

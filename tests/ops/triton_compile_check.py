@@ -60,6 +60,7 @@ from stylegan_fast.ops.triton.bias_act import BiasActTriton  # noqa: E402
 from stylegan_fast.ops.triton.noise_inject import NoiseInjectTriton  # noqa: E402
 from stylegan_fast.ops.triton.style_epilogue import backward as epilogue_backward  # noqa: E402
 from stylegan_fast.ops.triton.style_epilogue import forward as epilogue_forward  # noqa: E402
+from stylegan_fast.ops.triton.upfirdn2d import UpFirDn2dTriton  # noqa: E402
 
 assert tl.float32 is not None
 SEED = torch.tensor([123])
@@ -97,5 +98,41 @@ for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
                                              1.0, has_act=False)
             epilogue_backward(y, x, None, styles[0], None, None, None, mean, rstd, 1.0, 1.0, 1.0,
                               False, has_act=False)
+
+
+def upfirdn2d_pass(x, f, separable, up, down, pad, flip, out_dtype=None):
+    """One upfirdn2d pass of x, with the output size the op would compute (pad both sides)."""
+    kh, kw = (f.shape[0], f.shape[0]) if separable else f.shape
+    out_size = ((x.shape[2] * up[1] + 2 * pad[1] - kh) // down[1] + 1,
+                (x.shape[3] * up[0] + 2 * pad[0] - kw) // down[0] + 1)
+    UpFirDn2dTriton.forward(x, f, separable, up, down, pad, out_size, flip, 1.4,
+                            out_dtype or x.dtype)
+
+
+F4, F12, F3x3, F4x4 = torch.rand(4), torch.rand(12), torch.rand(3, 3), torch.rand(4, 4)
+for dtype, out_dtype in ((torch.float32, None), (torch.float16, None), (torch.bfloat16, None),
+                         (torch.float64, None), (torch.float32, torch.bfloat16)):
+    for channels_last in (False, True):
+        x = torch.randn(2, 8, 16, 16).to(dtype)
+        if channels_last:
+            x = x.to(memory_format=torch.channels_last)
+        upfirdn2d_pass(x, F4, True, (2, 2), (1, 1), (2, 1), False, out_dtype)   # upsample
+        upfirdn2d_pass(x, F4, True, (1, 1), (2, 2), (1, 1), True, out_dtype)    # downsample
+        upfirdn2d_pass(x, F3x3, False, (1, 1), (1, 1), (1, 1), False, out_dtype)  # blur
+        upfirdn2d_pass(x, torch.rand(2, 2), False, (1, 1), (2, 2), (0, 0), False,  # box down
+                       out_dtype)
+x = torch.randn(2, 8, 16, 16)
+for channels_last in (False, True):
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    upfirdn2d_pass(x, F12, True, (2, 2), (1, 1), (6, 5), True)                  # long separable
+    upfirdn2d_pass(x, F4x4, False, (2, 2), (1, 1), (2, 2), True)
+    upfirdn2d_pass(x, F4x4, False, (1, 1), (2, 2), (1, 1), False)
+    upfirdn2d_pass(x, F12.view(1, 12), False, (2, 1), (1, 1), (6, 0), False)   # two-pass: along x
+    upfirdn2d_pass(x, F12.view(12, 1), False, (1, 2), (1, 1), (0, 6), False,   # then along y
+                   torch.bfloat16)
+upfirdn2d_pass(x, torch.rand(12, 12), False, (1, 1), (1, 1), (5, 5), False)
+upfirdn2d_pass(torch.randn(1, 1, 1, 1), F4, True, (2, 2), (1, 1), (2, 2), False)  # sizes of 1
+
 print(f"compiled {len(compiled)} kernels", file=sys.stderr)
 print(f"compiled {len(compiled)} kernels")

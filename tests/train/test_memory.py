@@ -5,20 +5,7 @@ import torch
 from stylegan_fast.models import Discriminator, Generator
 from stylegan_fast.ops import use_backend
 from stylegan_fast.train.loss import r1_penalty
-from stylegan_fast.train.memory import checkpoint_top_blocks
-
-
-def saved_bytes(fn) -> int:
-    """Bytes of the tensors autograd keeps for backward while ``fn`` runs (each storage once)."""
-    seen = {}
-
-    def pack(t):
-        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, sum(seen.values())
+from stylegan_fast.train.memory import checkpoint_top_blocks, saved_bytes
 
 
 def losses(G, D, z, reals):
@@ -48,4 +35,5 @@ def test_checkpointed_blocks_give_the_same_gradients_and_save_less():
     for (name, p), p2 in zip(list(G.named_parameters()) + list(D.named_parameters()),
                              list(G2.parameters()) + list(D2.parameters())):
         torch.testing.assert_close(p2.grad, p.grad, msg=name)
-    assert checkpointed_bytes < 0.6 * plain_bytes
+    # measured: 0.65 (4.4 of 6.8 MB); 0.54 while the blurs kept their inputs (9.9 MB unchecked)
+    assert checkpointed_bytes < 0.7 * plain_bytes

@@ -8,6 +8,8 @@ it compiles nothing. The wrappers below only bring tensors into a layout the ker
 * 4-D ops run natively on NCHW-contiguous and channels_last tensors; any other strides are made
   contiguous first and the result copied back into ``torch.empty_like(x)``'s layout (``like``);
 * ``bias_act`` runs natively on any dense tensor (its channel is ``(offset // x.stride(dim)) % C``);
+* ``upfirdn2d`` reads x through its strides (any layout, no copy) and writes a y allocated in
+  ``upfirdn2d.output_layout(x)`` (NCHW or channels_last) and the requested dtype;
 * small tensors (bias, strengths, styles, noise) go in the math dtype (float32, float64 for
   float64 x), contiguous; the generated noise map comes from the extension's Philox generator, a
   pure function of (seed, n, h, w), so forward and backward of both ops draw the same values.
@@ -21,9 +23,11 @@ import torch
 from .. import backends
 from .._common import compute_dtype, like
 from ..bias_act import ACTIVATIONS, negative_slope
+from ..upfirdn2d import empty_output
 from . import build
 
-__all__ = ["AdainCuda", "BiasActCuda", "NoiseInjectCuda", "StyleEpilogueCuda", "build"]
+__all__ = ["AdainCuda", "BiasActCuda", "NoiseInjectCuda", "StyleEpilogueCuda", "UpFirDn2dCuda",
+           "build"]
 
 
 def _ext():
@@ -166,7 +170,20 @@ class StyleEpilogueCuda:
         return like(x, dx), dbias, dscale, dsbias, dstrength, dnoise
 
 
+class UpFirDn2dCuda:
+    @staticmethod
+    def forward(x, f, separable, up, down, pad, out_size, flip, gain, out_dtype):
+        """One pass (``stylegan_fast/ops/upfirdn2d.py``'s docstring); ``Reference.forward``'s
+        interface. x is read through its strides (no copy); y is allocated here in the op's
+        output layout and dtype."""
+        y = empty_output(x, out_size, out_dtype)
+        _ext().upfirdn2d_forward(x, f.contiguous(), y, separable, tuple(up), tuple(down),
+                                 tuple(pad), flip, float(gain))
+        return y
+
+
 backends.register_impl("bias_act", "cuda", BiasActCuda)
 backends.register_impl("noise_inject", "cuda", NoiseInjectCuda)
 backends.register_impl("adain", "cuda", AdainCuda)
 backends.register_impl("style_epilogue", "cuda", StyleEpilogueCuda)
+backends.register_impl("upfirdn2d", "cuda", UpFirDn2dCuda)
