@@ -32,7 +32,8 @@ own backward (R1 in StyleGAN2 runs through it). The filter gets no gradient.
 Backend interface (``register_impl("upfirdn2d", name, impl)``)::
 
     impl.forward(x, f, separable, up, down, pad, out_size, flip, gain, out_dtype) -> y
-        x: [N, C, H, W], any strides, float16/bfloat16/float32/float64
+        x: [N, C, H, W], non-empty (the op handles empty x), any strides,
+           float16/bfloat16/float32/float64
         f: contiguous float32 filter on x's device: [K] if separable, else [KH, KW]
         up, down: (x, y) ints >= 1; pad: (pad_x, pad_y), the leading padding (negative crops)
         out_size: (OH, OW) >= 1; flip: bool; gain: float

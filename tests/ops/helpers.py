@@ -11,6 +11,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from stylegan_fast import ops
+from stylegan_fast.train import memory
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -109,21 +110,8 @@ def assert_close_to_reference(op: Callable, reference: Callable, args: Sequence,
 
 
 def saved_bytes(fn: Callable, *args) -> int:
-    """Bytes of the tensors autograd saves for backward while running fn(*args)."""
-    total = 0
-    seen = set()
-
-    def pack(t):
-        nonlocal total
-        key = (t.data_ptr(), t.numel(), t.dtype)
-        if key not in seen:
-            seen.add(key)
-            total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn(*args)
-    return total
+    """Bytes of the storages autograd saves for backward while running fn(*args), each once."""
+    return memory.saved_bytes(lambda: fn(*args))[1]
 
 
 def gradcheck_options(backend: str) -> dict:
