@@ -1,4 +1,5 @@
-"""The ``stylegan-fast`` command line: ``doctor``, ``bench``, ``build-ext``, ``train``, ``demo``."""
+"""The ``stylegan-fast`` command line: ``doctor``, ``bench``, ``build-ext``, ``train``, ``demo``,
+``convert``, and the generation tools."""
 from __future__ import annotations
 
 import argparse
@@ -94,6 +95,18 @@ def _report(build, report_arch, result) -> int:
     return 0 if report.ok else 1
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from .compat import stylegan1
+
+    try:
+        path = stylegan1.convert(args.src, args.dst, overwrite=args.force)
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"stylegan-fast convert: error: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylegan-fast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -129,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="a few minutes of training on real faces on the CPU: samples + checkpoint")
     train_command.add_demo_arguments(demo)
     demo.set_defaults(func=train_command.run_demo)
+    convert = commands.add_parser(
+        "convert", help="an official StyleGAN1 pickle (karras2019stylegan-*.pkl) -> a "
+                        "checkpoint: G, D, G_ema (Gs); no TensorFlow, none of its code is run")
+    convert.add_argument("src", help="NVIDIA's StyleGAN1 pickle")
+    convert.add_argument("dst", help="the checkpoint to write (.pt), for generate, mix, "
+                                     "interpolate, fid, bench --model --ckpt and train --resume")
+    convert.add_argument("--force", action="store_true", help="replace an existing dst")
+    convert.set_defaults(func=_convert)
     from .tools import commands as tool_commands
 
     tool_commands.add_commands(commands)  # generate, mix, interpolate, fid

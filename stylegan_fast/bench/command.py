@@ -54,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--resolutions", type=_parsed_list(int),
                         help="comma list of px for --model / --max-batch (e.g. 256,1024)")
     models.add_argument("--batch", type=int, help="batch per step for --model (default: preset's)")
+    models.add_argument("--ckpt", metavar="FILE",
+                        help="with --model: time inference (images/s per backend and dtype) of "
+                             "this generator at its resolution: a checkpoint, a run folder or an "
+                             "official StyleGAN1 .pkl (e.g. NVIDIA's FFHQ 1024)")
     models.add_argument("--plot", metavar="FILE.png",
                         help="draw speedup and memory bar charts from result files, run nothing")
     models.add_argument("--results", metavar="FILE.jsonl", action="append",
@@ -71,6 +75,10 @@ def main(args: argparse.Namespace) -> int:
         from . import traffic
 
         return traffic.main(args)
+    if getattr(args, "ckpt", None) and (not args.model or args.max_batch):
+        print("stylegan-fast bench: --ckpt times inference with --model (not --max-batch or the "
+              "ops)")
+        return 2
     if not (args.model or args.max_batch):
         from . import op_bench
 

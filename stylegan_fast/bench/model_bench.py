@@ -23,7 +23,15 @@ import torch
 
 from ..models import num_levels
 from .baselines import default_backends, known_backends
-from .model_cases import MODEL_DTYPES, MODEL_OPS, PRESETS, ModelCase, make_model_cases
+from .model_cases import (
+    MODEL_DTYPES,
+    MODEL_OPS,
+    PRESETS,
+    ModelCase,
+    Networks,
+    make_model_cases,
+    trained_generator,
+)
 from .model_steps import Generation, TrainingStep
 from .records import measure_or_error, new_record
 from .runner import (
@@ -110,7 +118,15 @@ def _selection(args: argparse.Namespace, device: str):
     if unknown:
         raise ValueError(f"unknown or unsupported: {', '.join(unknown)}; backends: "
                          f"{', '.join(known_backends(device))}; dtypes: {', '.join(MODEL_DTYPES)}")
+    op_names, networks = MODEL_OPS, preset.networks
     resolutions = args.resolutions or list(preset.resolutions)
+    if getattr(args, "ckpt", None):  # inference of a trained generator at its resolution
+        G = trained_generator(args.ckpt)
+        if args.resolutions and args.resolutions != [G.resolution]:
+            raise ValueError(f"--ckpt {args.ckpt} is a {G.resolution} px generator; drop "
+                             f"--resolutions")
+        op_names, resolutions = ("generate",), [G.resolution]
+        networks = Networks(latent_dim=G.z_dim, checkpoint=args.ckpt)
     for res in resolutions:
         num_levels(res)  # raises ValueError for a resolution the models do not support
     batch = {res: args.batch if args.batch is not None else preset.batch.get(res, 4)
@@ -118,8 +134,7 @@ def _selection(args: argparse.Namespace, device: str):
     if min(batch.values()) < 1:
         raise ValueError(f"--batch must be >= 1, got {args.batch}")
     reps, warmup = reps_and_warmup(args, preset)
-    cases = make_model_cases(MODEL_OPS, backends, dtypes, resolutions, batch, device,
-                             preset.networks)
+    cases = make_model_cases(op_names, backends, dtypes, resolutions, batch, device, networks)
     return cases, reps, warmup
 
 

@@ -1,11 +1,16 @@
 """The model benchmark's cases: training step or generation x backend x dtype x resolution.
 
 ``shape`` of a model case is ``[batch, resolution]``; ``networks`` the sizes of G and D (the
-official StyleGAN1 configuration, or the smoke preset's tiny networks).
+official StyleGAN1 configuration, or the smoke preset's tiny networks), or a trained generator
+(``--ckpt``: our checkpoint or an official StyleGAN1 pickle; generation only).
 """
 from __future__ import annotations
 
+import copy
+import functools
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
 
 from ..models import Discriminator, Generator
 from .baselines import BASELINES
@@ -22,8 +27,11 @@ class Networks:
     channel_max: int = 512
     latent_dim: int = 512  # z and w
     mapping_layers: int = 8
+    checkpoint: Optional[str] = None  # a trained G_ema instead (its own sizes)
 
     def generator(self, resolution: int) -> Generator:
+        if self.checkpoint is not None:
+            return copy.deepcopy(trained_generator(self.checkpoint))
         return Generator(resolution, z_dim=self.latent_dim, w_dim=self.latent_dim,
                          channel_base=self.channel_base, channel_max=self.channel_max,
                          mapping_layers=self.mapping_layers)
@@ -33,9 +41,19 @@ class Networks:
                              channel_max=self.channel_max)
 
     def describe(self) -> str:
+        if self.checkpoint is not None:
+            return f"ckpt={Path(self.checkpoint).name}"
         return "official" if self == Networks() else (
             f"channel_base={self.channel_base},channel_max={self.channel_max},"
             f"latent_dim={self.latent_dim},mapping_layers={self.mapping_layers}")
+
+
+@functools.lru_cache(maxsize=1)
+def trained_generator(path: str) -> Generator:
+    """G_ema of a checkpoint or official pickle, on the CPU (loaded once per benchmark run)."""
+    from ..tools.loading import load_generator
+
+    return load_generator(path, "cpu").G
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,8 @@ def select(args: argparse.Namespace, selection: Callable, command: str) -> Optio
     try:
         check_device(device)
         return (device, *selection(args, device))
-    except (ValueError, RuntimeError) as exc:  # RuntimeError: torch.device of a bad name
+    except (ValueError, RuntimeError, OSError) as exc:  # RuntimeError: torch.device of a bad
+        # name; OSError: a missing --ckpt file
         print(f"{command}: {exc}")
         return None
 

@@ -1,2 +1,2 @@
-"""Drop-in replacements for the ops of other StyleGAN codebases (``compat.nvlabs``: NVIDIA's
-StyleGAN2-ADA / StyleGAN3 ``torch_utils.ops``)."""
+"""Other StyleGAN codebases on stylegan_fast: drop-in replacements for NVIDIA's StyleGAN2-ADA /
+StyleGAN3 ops (``compat.nvlabs``), and NVIDIA's released StyleGAN1 models (``compat.stylegan1``)."""

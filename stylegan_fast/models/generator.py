@@ -9,6 +9,8 @@ from torch import nn
 from .mapping import MappingNetwork
 from .synthesis import SynthesisNetwork
 
+STYLE_MIXING_MODES = ("per-sample", "per-batch")
+
 
 class Generator(nn.Module):
     """z [N, z_dim] -> image [N, img_channels, R, R] (R: resolution, or the top level's at lod > 0).
@@ -16,16 +18,22 @@ class Generator(nn.Module):
     ``G.mapping(z) -> ws [N, num_ws, w_dim]``, ``G.synthesis(ws, noise_mode, lod) -> image``;
     ``G(z, ...)`` runs :meth:`styles` then the synthesis network. The defaults are the official
     StyleGAN1 configuration (26,219,627 parameters at 1024 px).
+
+    ``style_mixing_mode``: 'per-sample' draws the mixing decision and crossover layer for each
+    sample; 'per-batch' draws one of each per batch, as NVIDIA's StyleGAN1 training does.
     """
 
     def __init__(self, resolution: int, z_dim: int = 512, w_dim: int = 512, img_channels: int = 3,
                  channel_base: int = 8192, channel_max: int = 512, mapping_layers: int = 8,
                  mapping_lrmul: float = 0.01, w_avg_beta: float = 0.995,
                  style_mixing_prob: float = 0.9, fused_upconv_min_res: int = 128,
-                 progressive: bool = True):
+                 progressive: bool = True, style_mixing_mode: str = "per-sample"):
         super().__init__()
+        if style_mixing_mode not in STYLE_MIXING_MODES:
+            raise ValueError(f"style_mixing_mode must be one of {', '.join(STYLE_MIXING_MODES)}, "
+                             f"got {style_mixing_mode!r}")
         self.resolution, self.z_dim, self.w_dim = resolution, z_dim, w_dim
-        self.style_mixing_prob = style_mixing_prob
+        self.style_mixing_prob, self.style_mixing_mode = style_mixing_prob, style_mixing_mode
         self.synthesis = SynthesisNetwork(resolution, w_dim, img_channels, channel_base,
                                           channel_max, fused_upconv_min_res, progressive)
         self.num_ws = self.synthesis.num_ws
@@ -46,10 +54,12 @@ class Generator(nn.Module):
         return torch.where((layer < cutoff)[None, :, None], truncated, ws)
 
     def draw_crossover(self, batch: int, num_active_ws: int, device=None) -> torch.Tensor:
-        """Per sample: with probability ``style_mixing_prob`` a crossover layer uniform in
-        [1, num_active_ws), else ``num_ws`` (no mixing). int64 [batch]."""
-        crossover = torch.randint(1, num_active_ws, (batch,), device=device)
-        mixed = torch.rand(batch, device=device) < self.style_mixing_prob
+        """Per sample (or once for the batch, ``style_mixing_mode='per-batch'``): with
+        probability ``style_mixing_prob`` a crossover layer uniform in [1, num_active_ws), else
+        ``num_ws`` (no mixing). int64 [batch]."""
+        draws = 1 if self.style_mixing_mode == "per-batch" else batch
+        crossover = torch.randint(1, num_active_ws, (draws,), device=device).expand(batch)
+        mixed = (torch.rand(draws, device=device) < self.style_mixing_prob).expand(batch)
         return torch.where(mixed, crossover, torch.full_like(crossover, self.num_ws))
 
     @staticmethod
@@ -63,8 +73,8 @@ class Generator(nn.Module):
         """The ws that :meth:`forward` synthesizes from z.
 
         Training: ``w_avg`` is updated from z's batch, and with ``style_mixing_prob`` > 0 a second
-        latent z2 ~ N(0, I) is mapped and mixed in per sample (:meth:`draw_crossover`, among the
-        layers active at ``lod``). Inference: truncation towards ``w_avg`` when psi != 1.
+        latent z2 ~ N(0, I) is mapped and mixed in per sample or per batch (:meth:`draw_crossover`,
+        among the layers active at ``lod``). Inference: truncation towards ``w_avg`` when psi != 1.
         """
         if self.training:
             if truncation_psi != 1:

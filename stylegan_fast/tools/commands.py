@@ -1,23 +1,51 @@
 """``stylegan-fast generate | mix | interpolate | fid``: arguments -> the functions of this
 package. Each command prints what it wrote (or the FID) and returns 2 with a one-line error for
-bad input (missing checkpoint, bad seed or styles spec, missing feature network)."""
+bad input (missing checkpoint, bad seed or styles spec, missing feature network).
+
+``--ckpt`` takes our checkpoints and NVIDIA's official StyleGAN1 pickles. Truncation defaults to
+the model's own: none for ours, NVIDIA's psi 0.7 / cutoff 8 for an official model (FID: none, as
+NVIDIA's metrics). ``--trunc-cutoff`` spells both conventions: N (layers < N), ``all`` (every
+layer) or ``none`` (no layer: what NVIDIA's ``truncation_cutoff=None`` means)."""
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Optional
 
 from ..nn.epilogue import NOISE_MODES
 from .interpolation import SPACES
 
+MODEL_DEFAULT = object()  # --trunc-cutoff not given: the model's own default
+
+
+def parse_truncation_cutoff(text: str) -> Optional[int]:
+    """``--trunc-cutoff``: N -> N, ``all`` -> None (every layer), ``none`` -> 0 (no layer)."""
+    if text.lower() == "all":
+        return None
+    if text.lower() in ("none", "off"):
+        return 0
+    try:
+        cutoff = int(text)
+    except ValueError:
+        cutoff = -1
+    if cutoff < 0:
+        raise argparse.ArgumentTypeError(f"expected a layer count >= 0, 'all' or 'none', got "
+                                         f"{text!r}")
+    return cutoff
+
 
 def _common(parser: argparse.ArgumentParser, noise: bool = True) -> None:
     parser.add_argument("--ckpt", required=True,
-                        help="checkpoint file, or a run folder (its newest checkpoint)")
-    parser.add_argument("--trunc", type=float, default=1.0,
-                        help="truncation psi: w = w_avg + psi (w - w_avg) (default 1: none)")
+                        help="checkpoint file, a run folder (its newest checkpoint), or an "
+                             "official StyleGAN1 .pkl")
+    parser.add_argument("--trunc", type=float, default=None if noise else 1.0,
+                        help="truncation psi: w = w_avg + psi (w - w_avg) (default: the model's, "
+                             "1 (none) for ours, 0.7 for an official model)" if noise else
+                        "truncation psi (default 1: none, as NVIDIA's metrics)")
     if noise:
-        parser.add_argument("--trunc-cutoff", type=int, default=8,
-                            help="truncate only layers below this one (default 8, as StyleGAN)")
+        parser.add_argument("--trunc-cutoff", type=parse_truncation_cutoff, default=MODEL_DEFAULT,
+                            help="truncate layers < N; 'all': every layer; 'none': no layer "
+                                 "(NVIDIA's truncation_cutoff=None) (default: the model's, 8)")
         parser.add_argument("--noise-mode", choices=NOISE_MODES, default="const",
                             help="const (default: reproducible), random or none")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
@@ -37,28 +65,45 @@ def _run(args: argparse.Namespace, work) -> int:
     return 0
 
 
+def _generator(args: argparse.Namespace) -> tuple:
+    """(the loaded generator, psi, cutoff): the flags, or where not given the model's
+    defaults."""
+    from .loading import load_generator
+
+    trained = load_generator(args.ckpt, args.device)
+    psi, cutoff = trained.truncation
+    return (trained, psi if args.trunc is None else args.trunc,
+            cutoff if args.trunc_cutoff is MODEL_DEFAULT else args.trunc_cutoff)
+
+
 def run_generate(args: argparse.Namespace) -> int:
     from .generation import generate
 
-    return _run(args, lambda: "\n".join(str(p) for p in generate(
-        args.ckpt, args.seeds, args.out, args.trunc, args.trunc_cutoff, args.noise_mode,
-        device=args.device)))
+    def work() -> str:
+        trained, psi, cutoff = _generator(args)
+        return "\n".join(str(p) for p in generate(trained, args.seeds, args.out, psi, cutoff,
+                                                  args.noise_mode))
+    return _run(args, work)
 
 
 def run_mix(args: argparse.Namespace) -> int:
     from .mixing import mix
 
-    return _run(args, lambda: mix(args.ckpt, args.rows, args.cols, args.out, args.styles,
-                                  args.trunc, args.trunc_cutoff, args.noise_mode,
-                                  device=args.device))
+    def work() -> str:
+        trained, psi, cutoff = _generator(args)
+        return mix(trained, args.rows, args.cols, args.out, args.styles, psi, cutoff,
+                   args.noise_mode)
+    return _run(args, work)
 
 
 def run_interpolate(args: argparse.Namespace) -> int:
     from .interpolation import interpolate
 
-    return _run(args, lambda: interpolate(args.ckpt, args.seeds, args.out, args.frames,
-                                          args.space, args.trunc, args.trunc_cutoff,
-                                          args.noise_mode, args.fps, device=args.device))
+    def work() -> str:
+        trained, psi, cutoff = _generator(args)
+        return interpolate(trained, args.seeds, args.out, args.frames, args.space, psi, cutoff,
+                           args.noise_mode, args.fps)
+    return _run(args, work)
 
 
 def run_fid(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""G_ema from a training checkpoint, rebuilt from the architecture stored in its config."""
+"""G_ema from a training checkpoint (rebuilt from the architecture stored in its config), or
+from one of NVIDIA's official StyleGAN1 pickles (converted in memory)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,12 +17,19 @@ from ..train.config import TrainConfig
 class TrainedGenerator:
     """A generator ready for inference (eval mode, no gradients) and the level of detail it was
     trained up to: a checkpoint saved while progressive growing was still under way synthesizes
-    at ``lod`` > 0 (a lower resolution), where its weights have been trained."""
+    at ``lod`` > 0 (a lower resolution), where its weights have been trained.
+
+    ``truncation``: the model's default (psi, cutoff) in our convention (:meth:`Generator.truncate`:
+    cutoff None = every layer, 0 = none): (1.0, 8) for our checkpoints, NVIDIA's recorded
+    defaults (0.7, 8) for a converted official model. ``official``: where a converted model came
+    from (None for ours)."""
 
     G: Generator
     lod: float = 0.0
     path: Optional[Path] = None
     nimg: Optional[int] = None
+    truncation: tuple = (1.0, 8)
+    official: Optional[dict] = None
 
     @property
     def device(self) -> torch.device:
@@ -65,19 +73,35 @@ def generator_from_state(state: dict) -> Generator:
     G = Generator(c.resolution, z_dim=c.z_dim, w_dim=c.w_dim, img_channels=c.channels or 3,
                   channel_base=c.channel_base, channel_max=c.channel_max,
                   mapping_layers=c.mapping_layers, style_mixing_prob=c.style_mixing,
-                  progressive=c.progressive)
+                  progressive=c.progressive, style_mixing_mode=c.mixing)
     G.load_state_dict(state["G_ema"])
     return G.eval().requires_grad_(False)
 
 
 def load_generator(path: Union[str, Path], device: Union[str, torch.device, None] = "auto"
                    ) -> TrainedGenerator:
-    """G_ema of a checkpoint file, or of the newest checkpoint in a run folder."""
-    path = checkpoint.resolve(path)
-    state = checkpoint.load(path)
+    """G_ema of a checkpoint file, of the newest checkpoint in a run folder, or Gs of an official
+    StyleGAN1 pickle (``*.pkl``, converted in memory: :mod:`stylegan_fast.compat.stylegan1`)."""
+    device = resolve_device(device)
+    if Path(path).suffix == ".pkl":
+        from ..compat.stylegan1 import converted_state
+
+        path = Path(path)
+        state = converted_state(path, networks=("Gs",))
+    else:
+        path = checkpoint.resolve(path)
+        state = checkpoint.load(path)
     progress = state.get("progress", {})
-    G = generator_from_state(state).to(resolve_device(device))
-    return TrainedGenerator(G, float(progress.get("lod", 0.0)), path, progress.get("nimg"))
+    G = generator_from_state(state).to(device)
+    official = state.get("official")
+    truncation = (1.0, 8)
+    if official is not None:
+        from ..compat.stylegan1 import official_truncation
+
+        truncation = official_truncation(official["truncation_psi"],
+                                         official["truncation_cutoff"])
+    return TrainedGenerator(G, float(progress.get("lod", 0.0)), path, progress.get("nimg"),
+                            truncation, official)
 
 
 def as_trained(generator, device: Union[str, torch.device, None] = "auto") -> TrainedGenerator:

@@ -43,18 +43,26 @@ def save(state: dict, folder: Union[str, Path], nimg: int, keep: int) -> Path:
     (0: all)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / checkpoint_name(nimg)
-    temp = folder / f".{final.name}.{os.getpid()}{TEMP_SUFFIX}"
+    final = write_atomically(state, folder / checkpoint_name(nimg))
+    prune(folder, keep)
+    return final
+
+
+def write_atomically(state: dict, path: Union[str, Path]) -> Path:
+    """``torch.save`` of ``state`` (plus the format version) to ``path`` through a temporary file
+    in the same folder (``.<name>.<pid>.tmp``), flushed to disk and renamed over ``path``: the
+    file is complete or absent, also after a crash or a full disk."""
+    path = Path(path)
+    temp = path.parent / f".{path.name}.{os.getpid()}{TEMP_SUFFIX}"
     try:
         with open(temp, "wb") as f:
             torch.save({**state, "format_version": FORMAT_VERSION}, f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temp, final)
+        os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
-    prune(folder, keep)
-    return final
+    return path
 
 
 def prune(folder: Path, keep: int) -> None:

@@ -9,6 +9,7 @@ import argparse
 import sys
 from dataclasses import fields
 
+from ..models.generator import STYLE_MIXING_MODES
 from .config import AMP_MODES, TrainConfig, parse_schedule
 
 # The demo: 100 small real faces, a small network, progressive growing 8 -> 32 px; a few minutes
@@ -55,6 +56,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--w-dim", type=int, help="intermediate latent size (default 512)")
     a("--mapping-layers", type=int, help="(default 8)")
     a("--style-mixing", type=float, help="style mixing probability (default 0.9)")
+    a("--mixing", choices=STYLE_MIXING_MODES,
+      help="draw the mixing decision and crossover layer per-sample (default) or per-batch, "
+           "as NVIDIA's StyleGAN1 training (the default of converted official models)")
     a("--progressive", type=_bool, help="progressive growing (default true); false: train the "
                                         "full resolution from the start")
     a("--start-resolution", type=int, help="progressive growing starts here (default 8)")
@@ -92,9 +96,12 @@ def config_from_args(args: argparse.Namespace, preset: dict) -> TrainConfig:
 
         stored = checkpoint.load(args.resume)["config"]
     values = {**preset, **stored, **given}
-    missing = [name for name in ("data", "out", "resolution") if name not in values]
+    missing = [name for name in ("data", "out", "resolution") if values.get(name) is None]
     if missing:
-        raise ValueError("missing " + ", ".join(f"--{m}" for m in missing))
+        converted = " (a converted official model has no data or run folder: give them to " \
+            "fine-tune it)" if (
+            stored and any(stored.get(m) is None for m in missing)) else ""
+        raise ValueError("missing " + ", ".join(f"--{m}" for m in missing) + converted)
     return TrainConfig.from_dict(values)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Optional
 
+from ..models.generator import STYLE_MIXING_MODES
 from .schedule import DEFAULT_LR_SCHEDULE
 
 AMP_MODES = ("off", "bf16", "fp16")
@@ -25,6 +26,7 @@ class TrainConfig:
     channel_base: int = 8192
     channel_max: int = 512
     style_mixing: float = 0.9
+    mixing: str = "per-sample"           # or per-batch (NVIDIA's StyleGAN1 training)
     # schedule
     kimg: float = 25000.0
     progressive: bool = True
@@ -60,6 +62,9 @@ class TrainConfig:
     def __post_init__(self):
         if self.amp not in AMP_MODES:
             raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if self.mixing not in STYLE_MIXING_MODES:
+            raise ValueError(f"mixing must be one of {', '.join(STYLE_MIXING_MODES)}, got "
+                             f"{self.mixing!r}")
         if self.channels not in (None, 1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels!r}")
         if self.r1_interval < 1:

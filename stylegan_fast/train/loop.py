@@ -65,7 +65,8 @@ class Trainer:
         self.G = Generator(c.resolution, z_dim=c.z_dim, w_dim=c.w_dim, img_channels=c.channels,
                            channel_base=c.channel_base, channel_max=c.channel_max,
                            mapping_layers=c.mapping_layers, style_mixing_prob=c.style_mixing,
-                           progressive=c.progressive).to(self.device).train()
+                           progressive=c.progressive,
+                           style_mixing_mode=c.mixing).to(self.device).train()
         self.D = Discriminator(c.resolution, img_channels=c.channels, channel_base=c.channel_base,
                                channel_max=c.channel_max,
                                progressive=c.progressive).to(self.device).train()
@@ -89,6 +90,8 @@ class Trainer:
         self.stats: dict = {}  # the current step's losses
         self.opt_resolution: Optional[int] = None  # Adam restarts when the resolution changes
         self.loader, self.loader_batch_gpu = None, None
+        # A fine-tuned official model keeps its provenance and NVIDIA's truncation defaults.
+        self.official = resume.get("official") if resume is not None else None
         if resume is not None:
             self._load(resume)
         else:
@@ -109,6 +112,7 @@ class Trainer:
             "rng": distributed.gather_objects(rng.capture()),
             "sample_z": self.sample_z,
             "versions": {"stylegan_fast": __version__, "torch": str(torch.__version__)},
+            **({"official": self.official} if self.official else {}),
         }
 
     def _load(self, state: dict) -> None:
@@ -124,6 +128,8 @@ class Trainer:
         self.sample_z = state["sample_z"]
         if len(state["rng"]) == self.world.size:
             rng.restore(state["rng"][self.world.rank])
+        elif not state["rng"]:  # a converted official model: no random state to continue
+            rng.seed_everything(rng.derived_seed(self.config.seed, self.world.rank, self.nimg))
         else:
             warnings.warn(f"the checkpoint holds random states for {len(state['rng'])} "
                           f"process(es), this run has {self.world.size}: the run continues with "

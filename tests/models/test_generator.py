@@ -95,6 +95,25 @@ def test_training_style_mixing_per_sample(lod, num_active):
     assert 0.84 < mixed.float().mean() < 0.96  # probability 0.9, per sample
 
 
+def test_training_style_mixing_per_batch():
+    """NVIDIA's StyleGAN1 draws one decision and one crossover per minibatch."""
+    G = tiny_generator(16, style_mixing_prob=0.5, style_mixing_mode="per-batch").train()
+    zs = z(8)
+    w1 = G.eval().mapping(zs)[:, 0]
+    G.train()
+    torch.manual_seed(0)
+    cuts = [crossovers(G.styles(zs), w1) for _ in range(200)]
+    assert all(len(set(cut.tolist())) == 1 for cut in cuts)  # the same for the whole batch
+    firsts = [int(cut[0]) for cut in cuts]
+    assert set(firsts) == set(range(1, G.num_ws + 1))  # uniform crossover, or no mixing
+    assert 0.35 < sum(f < G.num_ws for f in firsts) / len(firsts) < 0.65
+
+
+def test_style_mixing_mode_is_checked():
+    with pytest.raises(ValueError, match="style_mixing_mode"):
+        tiny_generator(16, style_mixing_mode="per-pixel")
+
+
 def test_no_style_mixing_in_eval_or_with_probability_zero():
     G = tiny_generator(16, style_mixing_prob=0.0).train()
     torch.testing.assert_close(G.styles(z()), G.mapping(z()), rtol=0, atol=0)

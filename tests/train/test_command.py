@@ -1,9 +1,11 @@
+import argparse
 import json
 
 import pytest
 
 from stylegan_fast import cli
 from stylegan_fast.train import checkpoint
+from stylegan_fast.train.config import TrainConfig
 
 TINY_ARGS = ["--data", "builtin:faces", "--resolution", "8", "--z-dim", "8", "--w-dim", "8",
              "--mapping-layers", "1", "--channel-base", "32", "--channel-max", "8", "--batch",
@@ -32,6 +34,26 @@ def test_missing_arguments_and_bad_values(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["train", "--amp", "fp8"])
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--mixing", "per-pixel"])
+    with pytest.raises(ValueError, match="mixing must be one of per-sample, per-batch"):
+        TrainConfig(data="builtin:faces", out=str(tmp_path), resolution=8, mixing="per-pixel")
+
+
+def test_mixing_per_batch_reaches_the_generator(tmp_path):
+    from stylegan_fast.train.command import add_train_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    args = parser.parse_args([*TINY_ARGS, "--out", str(tmp_path), "--mixing", "per-batch"])
+    config = config_from_args(args, {})
+    assert config.mixing == "per-batch"
+    from stylegan_fast.models import Generator
+    from stylegan_fast.tools.loading import generator_from_state
+
+    G = Generator(8, z_dim=8, w_dim=8, mapping_layers=1, channel_base=32, channel_max=8)
+    rebuilt = generator_from_state({"config": config.to_dict(), "G_ema": G.state_dict()})
+    assert rebuilt.style_mixing_mode == "per-batch"
 
 
 def test_demo_preset_runs(tmp_path):
