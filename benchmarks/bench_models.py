@@ -183,7 +183,7 @@ def test_max_batch_on_the_gpu_reaches_the_limit_for_tiny_networks(tmp_path):
 
 def test_model_command_rejects_op_flags(capsys):
     assert cli.main(["bench", "--model", "--shapes", "2x8x9x7"]) == 2
-    assert "--shapes is for the op benchmark" in capsys.readouterr().out
+    assert "--shapes is for the op benchmark" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- --plot
@@ -278,12 +278,12 @@ def test_plot_reads_records_that_call_the_eager_baseline_ref(tmp_path):
 
 def test_plot_explains_what_is_missing(tmp_path, capsys, monkeypatch):
     assert cli.main(["bench", "--plot", str(tmp_path / "p.png")]) == 2
-    assert "--results" in capsys.readouterr().out
+    assert "--results" in capsys.readouterr().err
     assert cli.main(["bench", "--plot", str(tmp_path / "p.png"), "--results",
                      str(tmp_path / "missing.jsonl")]) == 2
-    assert "cannot read" in capsys.readouterr().out
+    assert "cannot read" in capsys.readouterr().err
     results = tmp_path / "results.jsonl"
     append_jsonl(results, synthetic_records()[0])
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
     assert cli.main(["bench", "--plot", str(tmp_path / "p.png"), "--results", str(results)]) == 2
-    assert "pip install matplotlib" in capsys.readouterr().out
+    assert "pip install matplotlib" in capsys.readouterr().err

@@ -3,8 +3,66 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
+import warnings
+
+from .errors import UserError
+
+PROG = "stylegan-fast"
+# OSErrors that are the user's to fix (a path, a permission, the disk), printed as one line;
+# any other OSError (EIO, ...) keeps its traceback.
+USER_OS_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+                  NotADirectoryError)
+USER_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.ENAMETOOLONG)
+
+
+def print_error(prog: str, message: str) -> None:
+    """The one way a user error is shown: ``<prog>: error: <message>``, one line on stderr."""
+    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage block) and exit status 2."""
+
+    def error(self, message: str):
+        print_error(self.prog, f"{message} (see {self.prog} --help)")
+        self.exit(2)
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but unknown arguments are reported by the command they were given to."""
+        args, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = next((action.choices[getattr(args, action.dest)] for action in self._actions
+                            if isinstance(action, argparse._SubParsersAction)
+                            and getattr(args, action.dest, None)), self)
+            command.error(f"unrecognized arguments: {' '.join(extras)}")
+        return args
+
+
+def one_line_warnings(prog: str):
+    """A ``warnings.showwarning`` that prints ``<prog>: warning: <message>`` (no file, line or
+    source text of ours: what the user needs is the message)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{prog}: warning: {' '.join(str(message).split())}", file=file or sys.stderr,
+              flush=True)
+    return show
+
+
+def os_error_message(exc: OSError) -> str:
+    """``'path': strerror`` for an OSError with a file name, else its own message."""
+    if exc.filename is None or not exc.strerror:
+        return str(exc)
+    names = repr(os.fsdecode(exc.filename))
+    if exc.filename2 is not None:
+        names += f" -> {os.fsdecode(exc.filename2)!r}"
+    return f"{names}: {exc.strerror}"
+
+
+def is_user_os_error(exc: BaseException) -> bool:
+    return isinstance(exc, USER_OS_ERRORS) or (isinstance(exc, OSError)
+                                               and exc.errno in USER_ERRNOS)
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -52,12 +110,15 @@ def _build_ext(args: argparse.Namespace) -> int:
 
     try:
         arch = build.normalize_arch(args.arch or ("9.0" if args.report else build.default_arch()))
-        print(f"stylegan_fast: compiling the CUDA extension for {arch} (one extension, all ops; "
-              f"a few minutes)...", flush=True)
+    except ValueError as exc:  # a bad --arch, or $TORCH_CUDA_ARCH_LIST without it
+        raise UserError(f"--arch {args.arch!r}: {exc}" if args.arch else
+                        f"$TORCH_CUDA_ARCH_LIST: {exc}") from None
+    print(f"stylegan_fast: compiling the CUDA extension for {arch} (one extension, all ops; "
+          f"a few minutes)...", flush=True)
+    try:
         result = build.build(arch, force=args.force, verbose=args.verbose)
-    except (build.BuildError, ValueError) as exc:
-        print(f"stylegan-fast build-ext: error: {exc}", file=sys.stderr)
-        return 1
+    except build.BuildError as exc:  # no CUDA torch, no nvcc/ninja, or the compiler failed
+        raise UserError(str(exc)) from None
     how = "found in the cache" if result.cached else f"built in {result.seconds:.0f} s"
     print(f"{result.path}\n  {how}; log: {result.log or '-'}")
     report_arch = next((entry.removesuffix("+PTX") for entry in arch.split(";")
@@ -89,8 +150,7 @@ def _report(build, report_arch, result) -> int:
             print(f"{result.path}\n  log: {result.log or '-'}")
         report = sass.report(result.path, result.log, report_arch)
     except (build.BuildError, sass.SassError) as exc:
-        print(f"stylegan-fast build-ext --report: error: {exc}", file=sys.stderr)
-        return 1
+        raise UserError(f"--report: {exc}") from None
     print(sass.format_report(report))
     return 0 if report.ok else 1
 
@@ -98,18 +158,13 @@ def _report(build, report_arch, result) -> int:
 def _convert(args: argparse.Namespace) -> int:
     from .compat import stylegan1
 
-    try:
-        path = stylegan1.convert(args.src, args.dst, overwrite=args.force)
-    except (FileNotFoundError, FileExistsError, ValueError) as exc:
-        print(f"stylegan-fast convert: error: {exc}", file=sys.stderr)
-        return 2
-    print(path)
+    print(stylegan1.convert(args.src, args.dst, overwrite=args.force))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stylegan-fast", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog=PROG, description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     doctor = commands.add_parser("doctor", help="what each backend needs and whether it is there")
     doctor.set_defaults(func=_doctor)
     bench = commands.add_parser("bench", help="time the ops per backend and print a table")
@@ -157,8 +212,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run a command: its exit status. A user error (:class:`UserError`, a missing or unwritable
+    file, a full disk) is one line on stderr and status 2, Ctrl-C one line and 130; anything
+    else is a bug and keeps its traceback. Usage errors exit (SystemExit 2) while parsing."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    prog = f"{PROG} {args.command}"
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line_warnings(prog)
+            return args.func(args)
+    except UserError as exc:
+        print_error(prog, str(exc))
+    except OSError as exc:
+        if not is_user_os_error(exc):
+            raise
+        print_error(prog, os_error_message(exc))
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr, flush=True)
+        return 130
+    return 2
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from .. import ops
+from ..errors import UserError
 from ..ops.backends import EAGER
 
 BASELINES = (EAGER, "compile")
@@ -42,6 +43,15 @@ def default_backends(device: str) -> list[str]:
     extra = [name for name, status in ops.available_backends(device).items()
              if status.available and name not in BASELINES + ON_REQUEST]
     return list(BASELINES) + extra
+
+
+def check_available(backends: list, device: str) -> None:
+    """Raises UserError naming each of ``backends`` that cannot run on ``device``, and why."""
+    statuses = ops.available_backends(device)
+    missing = [f"{name} ({statuses[name].reason})" for name in backends
+               if name not in BASELINES and name in statuses and not statuses[name].available]
+    if missing:
+        raise UserError(f"--backends: not available on {device}: {'; '.join(missing)}")
 
 
 def known_backends(device: str) -> list[str]:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import UserError
+from ..tools.commands import number, parse_device
 from .op_cases import OPS, PRESETS, canonical_dtype, parse_shape
 
 
@@ -20,6 +22,19 @@ def _parsed_list(parse):
     return parse_list
 
 
+def _resolution(text: str) -> int:
+    """A resolution in px (the models check which ones they support)."""
+    try:
+        return number(int, positive=True)(text)
+    except argparse.ArgumentTypeError as exc:
+        raise ValueError(f"resolution: {exc}") from None
+
+
+def _device(text: str):
+    """``--device``: one that exists here (None for auto: the runner's default)."""
+    return None if parse_device(text) == "auto" else text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="case set (default: gpu when CUDA is available, else smoke)")
@@ -32,11 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shapes", type=_parsed_list(parse_shape),
                         help="comma list of NxCxHxW, e.g. 4x16x64x64,2x8x9x7")
     parser.add_argument("--modes", type=_comma_list, help="comma list of fwd, fwd+bwd")
-    parser.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda if available)")
-    parser.add_argument("--reps", type=int, help="timed reps per case (median reported)")
-    parser.add_argument("--warmup", type=int, help="untimed reps before timing")
+    parser.add_argument("--device", type=_device,
+                        help="cuda, cuda:1, cpu (default, or auto: cuda if available)")
+    parser.add_argument("--reps", type=number(int, positive=True),
+                        help="timed reps per case (median reported)")
+    parser.add_argument("--warmup", type=number(int, minimum=0), help="untimed reps before timing")
     parser.add_argument("--jsonl", help="append one JSON record per case to this file")
-    parser.add_argument("--budget-seconds", type=float,
+    parser.add_argument("--budget-seconds", type=number(float, minimum=0),
                         help="start no new case once this many seconds have passed")
     parser.add_argument("--traffic", action="store_true",
                         help="instead of timing: count the bytes each Triton kernel loads and "
@@ -51,9 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "generator inference per backend instead of the ops")
     models.add_argument("--max-batch", action="store_true",
                         help="GPU only: the largest batch that trains within 16 and 24 GB caps")
-    models.add_argument("--resolutions", type=_parsed_list(int),
+    models.add_argument("--resolutions", type=_parsed_list(_resolution),
                         help="comma list of px for --model / --max-batch (e.g. 256,1024)")
-    models.add_argument("--batch", type=int, help="batch per step for --model (default: preset's)")
+    models.add_argument("--batch", type=number(int, positive=True),
+                        help="batch per step for --model (default: preset's)")
     models.add_argument("--ckpt", metavar="FILE",
                         help="with --model: time inference (images/s per backend and dtype) of "
                              "this generator at its resolution: a checkpoint, a run folder or an "
@@ -76,9 +94,7 @@ def main(args: argparse.Namespace) -> int:
 
         return traffic.main(args)
     if getattr(args, "ckpt", None) and (not args.model or args.max_batch):
-        print("stylegan-fast bench: --ckpt times inference with --model (not --max-batch or the "
-              "ops)")
-        return 2
+        raise UserError("--ckpt times inference with --model (not --max-batch or the ops)")
     if not (args.model or args.max_batch):
         from . import op_bench
 
@@ -88,8 +104,6 @@ def main(args: argparse.Namespace) -> int:
         from . import model_bench
 
         status = model_bench.main(args)
-        if status == 2:  # a usage error: run nothing more
-            return status
     if args.max_batch:
         from . import max_batch
 

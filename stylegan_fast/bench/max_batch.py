@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from ..errors import UserError
 from .baselines import default_backends
 from .model_cases import MODEL_DTYPES, PRESETS, ModelCase
 from .model_steps import TrainingStep
@@ -138,9 +139,8 @@ def main(args: argparse.Namespace) -> int:
     resolutions = args.resolutions or [RESOLUTION]
     unsupported = [d for d in dtypes if d not in MODEL_DTYPES]
     if unsupported:
-        print(f"stylegan-fast bench --max-batch: dtypes {', '.join(MODEL_DTYPES)} only, "
-              f"not {', '.join(unsupported)}")
-        return 2
+        raise UserError(f"--max-batch: dtypes {', '.join(MODEL_DTYPES)} only, not "
+                        f"{', '.join(unsupported)}")
     cases = [CappedCase("max_batch", backend, dtype, res, 1, device, networks, cap_gb=cap)
              for res in resolutions for dtype in dtypes for cap in MEMORY_CAPS_GB
              for backend in backends]

@@ -21,8 +21,9 @@ from typing import Optional
 
 import torch
 
+from ..errors import UserError
 from ..models import num_levels
-from .baselines import default_backends, known_backends
+from .baselines import check_available, default_backends, known_backends
 from .model_cases import (
     MODEL_DTYPES,
     MODEL_OPS,
@@ -104,11 +105,11 @@ def run_model_case(case: ModelCase, reps: int, warmup: int) -> dict:
 
 
 def _selection(args: argparse.Namespace, device: str):
-    """(cases, reps, warmup) from the preset and the flags; raises ValueError on bad values."""
+    """(cases, reps, warmup) from the preset and the flags; raises UserError on bad values."""
     preset = PRESETS[args.preset or default_preset(device)]
     for flag in ("ops", "shapes", "modes"):
         if getattr(args, flag):
-            raise ValueError(f"--{flag} is for the op benchmark; with --model use --resolutions "
+            raise UserError(f"--{flag} is for the op benchmark; with --model use --resolutions "
                              f"and --batch")
     backends = args.backends or [b for b in default_backends(device)
                                  if b != "compile" or preset.compile_by_default]
@@ -116,23 +117,25 @@ def _selection(args: argparse.Namespace, device: str):
     dtypes = args.dtypes or list(preset.dtypes)
     unknown += [d for d in dtypes if d not in MODEL_DTYPES]
     if unknown:
-        raise ValueError(f"unknown or unsupported: {', '.join(unknown)}; backends: "
+        raise UserError(f"unknown or unsupported: {', '.join(unknown)}; backends: "
                          f"{', '.join(known_backends(device))}; dtypes: {', '.join(MODEL_DTYPES)}")
+    check_available(backends, device)
     op_names, networks = MODEL_OPS, preset.networks
     resolutions = args.resolutions or list(preset.resolutions)
     if getattr(args, "ckpt", None):  # inference of a trained generator at its resolution
         G = trained_generator(args.ckpt)
         if args.resolutions and args.resolutions != [G.resolution]:
-            raise ValueError(f"--ckpt {args.ckpt} is a {G.resolution} px generator; drop "
+            raise UserError(f"--ckpt {args.ckpt} is a {G.resolution} px generator; drop "
                              f"--resolutions")
         op_names, resolutions = ("generate",), [G.resolution]
         networks = Networks(latent_dim=G.z_dim, checkpoint=args.ckpt)
     for res in resolutions:
-        num_levels(res)  # raises ValueError for a resolution the models do not support
+        try:
+            num_levels(res)  # raises ValueError for a resolution the models do not support
+        except ValueError as exc:
+            raise UserError(f"--resolutions: {exc}") from None
     batch = {res: args.batch if args.batch is not None else preset.batch.get(res, 4)
              for res in resolutions}
-    if min(batch.values()) < 1:
-        raise ValueError(f"--batch must be >= 1, got {args.batch}")
     reps, warmup = reps_and_warmup(args, preset)
     cases = make_model_cases(op_names, backends, dtypes, resolutions, batch, device, networks)
     return cases, reps, warmup
@@ -140,10 +143,7 @@ def _selection(args: argparse.Namespace, device: str):
 
 def main(args: argparse.Namespace) -> int:
     """``stylegan-fast bench --model``."""
-    selected = select(args, _selection, "stylegan-fast bench --model")
-    if selected is None:
-        return 2
-    device, cases, reps, warmup = selected
+    device, cases, reps, warmup = select(args, _selection)
     print_run_header(device, f"model benchmark: {len(cases)} cases, {reps} steps after "
                              f"{warmup} warm-up")
     if not args.backends and not any(case.backend == "compile" for case in cases):

@@ -14,7 +14,8 @@ from typing import Callable
 
 import torch
 
-from .baselines import default_backends, known_backends
+from ..errors import UserError
+from .baselines import check_available, default_backends, known_backends
 from .op_cases import (
     MODES,
     OPS,
@@ -89,7 +90,7 @@ def run_case(case: Case, reps: int, warmup: int, copy_gbps: float) -> dict:
 
 
 def _selection(args: argparse.Namespace, device: str):
-    """(cases, reps, warmup) from the preset and the flags; raises ValueError on bad values."""
+    """(cases, reps, warmup) from the preset and the flags; raises UserError on bad values."""
     preset = PRESETS[args.preset or default_preset(device)]
     op_names = args.ops or list(OPS)
     modes = args.modes or list(preset.modes)
@@ -98,20 +99,21 @@ def _selection(args: argparse.Namespace, device: str):
                                   ("backends", backends, known_backends(device))):
         unknown = [c for c in chosen if c not in allowed]
         if unknown:
-            raise ValueError(f"--{flag}: unknown {', '.join(unknown)}; choose from "
+            raise UserError(f"--{flag}: unknown {', '.join(unknown)}; choose from "
                              f"{', '.join(allowed)}")
+    check_available(backends, device)
     reps, warmup = reps_and_warmup(args, preset)
     cases = make_cases(op_names, backends, args.dtypes or list(preset.dtypes),
                        args.shapes or preset.shapes_for, modes, device)
+    if not cases:
+        raise UserError(f"nothing to run: no backend of {', '.join(backends)} implements "
+                        f"{', '.join(op_names)}")
     return cases, reps, warmup
 
 
 def main(args: argparse.Namespace) -> int:
     """``stylegan-fast bench`` (the ops)."""
-    selected = select(args, _selection, "stylegan-fast bench")
-    if selected is None:
-        return 2
-    device, cases, reps, warmup = selected
+    device, cases, reps, warmup = select(args, _selection)
     print_run_header(device, f"{len(cases)} cases, {reps} reps after {warmup} warm-up")
     copy_gbps = copy_bandwidth_gbps(device)
     print(f"copy bandwidth (dst.copy_(src), read + write): {copy_gbps:.1f} GB/s\n")

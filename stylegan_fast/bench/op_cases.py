@@ -148,7 +148,10 @@ class Case:
 
 def parse_shape(text: str) -> tuple:
     """``'4x16x64x64'`` -> (4, 16, 64, 64)."""
-    dims = tuple(int(s) for s in text.lower().split("x"))
+    try:
+        dims = tuple(int(s) for s in text.lower().split("x"))
+    except ValueError:
+        dims = ()
     if len(dims) != 4 or min(dims) < 1:
         raise ValueError(f"shape {text!r} must be NxCxHxW with positive sizes")
     return dims

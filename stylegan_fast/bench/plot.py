@@ -17,15 +17,16 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import UserError
 from ..ops.backends import EAGER
 from .baselines import BASELINES
 from .model_cases import MODEL_OPS
-from .records import KEY_FIELDS, RecordsError, format_shape, load_records
+from .records import KEY_FIELDS, format_shape, load_records
 
 SPEEDUP = f"speedup_vs_{EAGER}"
 
 
-class PlotError(Exception):
+class PlotError(UserError):
     """Something the user can fix: no matplotlib, no successful record to plot."""
 
 
@@ -157,13 +158,8 @@ def plot(records: list, path) -> Path:
 def main(args: argparse.Namespace) -> int:
     sources = args.results or ([args.jsonl] if args.jsonl else [])
     if not sources:
-        print("stylegan-fast bench --plot: name the results with --results FILE.jsonl")
-        return 2
-    try:
-        records = load_records(sources)
-        path = plot(records, args.plot)
-    except (PlotError, RecordsError) as exc:
-        print(f"stylegan-fast bench --plot: {exc}")
-        return 2
+        raise PlotError("--plot: name the results with --results FILE.jsonl")
+    records = load_records(sources)
+    path = plot(records, args.plot)
     print(f"{len(records)} records from {', '.join(map(str, sources))} -> {path}")
     return 0

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from .. import environment
+from ..errors import UserError
 from ..ops.backends import EAGER
 from .baselines import BASELINES
 
@@ -24,7 +25,7 @@ from .baselines import BASELINES
 KEY_FIELDS = ("op", "backend", "dtype", "shape", "mode", "device", "networks")
 
 
-class RecordsError(Exception):
+class RecordsError(UserError):
     """A results file that cannot be read: missing, unreadable, or not JSON Lines."""
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 
@@ -19,25 +19,18 @@ def default_preset(device: str) -> str:
 
 
 def reps_and_warmup(args: argparse.Namespace, preset) -> tuple[int, int]:
-    """``--reps`` and ``--warmup``, else the preset's; raises ValueError on bad values."""
+    """``--reps`` and ``--warmup``, else the preset's (the flags' types check their ranges)."""
     reps = preset.reps if args.reps is None else args.reps
     warmup = preset.warmup if args.warmup is None else args.warmup
-    if reps < 1 or warmup < 0:
-        raise ValueError(f"--reps must be >= 1 and --warmup >= 0, got {reps} and {warmup}")
     return reps, warmup
 
 
-def select(args: argparse.Namespace, selection: Callable, command: str) -> Optional[tuple]:
-    """``(device, *selection(args, device))`` for ``--device`` (default: the GPU if any), or None
-    after printing why the flags cannot be run (a usage error: exit status 2)."""
+def select(args: argparse.Namespace, selection: Callable) -> tuple:
+    """``(device, *selection(args, device))`` for ``--device`` (default: the GPU if any); flags
+    that cannot be run raise :class:`~stylegan_fast.errors.UserError`."""
     device = args.device or default_device()
-    try:
-        check_device(device)
-        return (device, *selection(args, device))
-    except (ValueError, RuntimeError, OSError) as exc:  # RuntimeError: torch.device of a bad
-        # name; OSError: a missing --ckpt file
-        print(f"{command}: {exc}")
-        return None
+    check_device(device)
+    return (device, *selection(args, device))
 
 
 def print_run_header(device: str, what: str) -> None:

@@ -11,6 +11,8 @@ from typing import Callable, Optional
 
 import torch
 
+from ..errors import UserError
+
 COPY_BUFFER_MIB = {"cuda": 256, "cpu": 64}
 
 
@@ -19,9 +21,10 @@ def default_device() -> str:
 
 
 def check_device(device: str) -> None:
-    """Raises ValueError for a CUDA device without CUDA (RuntimeError: a bad device name)."""
+    """Raises UserError for a CUDA device without CUDA (``--device`` checks this while the
+    arguments are parsed; this is for library callers)."""
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}, but CUDA is not available")
+        raise UserError(f"--device {device}, but CUDA is not available")
 
 
 def synchronize(device: str) -> None:

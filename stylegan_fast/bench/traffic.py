@@ -31,6 +31,7 @@ or the kernels already compiled), the report runs in a subprocess with the inter
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import environment, ops
+from ..errors import UserError
 from .op_cases import (
     EPILOGUE_OPS,
     MODES,
@@ -232,7 +234,9 @@ def _interpreter_here() -> bool:
 
 def _in_subprocess(selection: dict) -> int:
     """Run the report of ``selection`` (:func:`_report`'s arguments) in a fresh process with the
-    interpreter on."""
+    interpreter on (UserError here if Triton is not installed at all)."""
+    if importlib.util.find_spec("triton") is None:
+        raise UserError("--traffic: the triton backend is unavailable: Triton is not installed")
     print("(the Triton kernels of this process are compiled, not interpreted: running the report "
           "in a subprocess with TRITON_INTERPRET=1)", flush=True)
     env = dict(os.environ, TRITON_INTERPRET="1")
@@ -241,11 +245,10 @@ def _in_subprocess(selection: dict) -> int:
 
 
 def _report(op_names, dtypes, modes, shapes, jsonl, budget_seconds) -> int:
-    """The report in this process: 0, or 1 if a case failed."""
+    """The report in this process: 0, or 1 if a case failed (UserError: no triton)."""
     status = ops.available_backends("cpu")["triton"]
     if not status.available:
-        print(f"stylegan-fast bench --traffic: the triton backend is unavailable: {status.reason}")
-        return 2
+        raise UserError(f"--traffic: the triton backend is unavailable: {status.reason}")
     records = run_report(make_cases(op_names, dtypes, modes, shapes), jsonl, budget_seconds)
     return 1 if any(r["error"] for r in records) else 0
 
@@ -258,9 +261,8 @@ def main(args: argparse.Namespace) -> int:
     for flag, chosen, allowed in (("ops", op_names, EPILOGUE_OPS), ("modes", modes, MODES)):
         unknown = [c for c in chosen if c not in allowed]
         if unknown:
-            print(f"stylegan-fast bench --traffic: --{flag}: unknown {', '.join(unknown)}; "
-                  f"choose from {', '.join(allowed)}")
-            return 2
+            raise UserError(f"--traffic --{flag}: unknown {', '.join(unknown)}; choose from "
+                            f"{', '.join(allowed)}")
     selection = dict(op_names=op_names, dtypes=args.dtypes or list(DEFAULT_DTYPES), modes=modes,
                      shapes=args.shapes, jsonl=args.jsonl, budget_seconds=args.budget_seconds)
     return _report(**selection) if _interpreter_here() else _in_subprocess(selection)

@@ -224,6 +224,8 @@ def _constant_for_compile(fn):
 def _choose(op: str, device_type: str, requested: str) -> str:
     source = "use_backend(name)" if _OVERRIDES else ENV_VAR
     requested = _check_name(requested, source)
+    if device_type == "meta":
+        return _shape_only_backend(requested)
     if requested != AUTO:
         reason = _probe(requested, device_type)
         if reason is not None and _BACKENDS[requested].prepare is not None:
@@ -254,6 +256,15 @@ def _choose(op: str, device_type: str, requested: str) -> str:
         skipped.append((name, reason))
     raise BackendUnavailableError(f"no backend can run {op} on {device_type}: " +
                                   "; ".join(f"{n}: {r}" for n, r in skipped))
+
+
+def _shape_only_backend(requested: str) -> str:
+    """The backend for meta tensors: they hold no data, so every custom op runs its fake kernel
+    (shapes, dtypes and strides only), the same whichever backend it names. Nothing is probed,
+    refused or warned about: ``eager`` keeps its plain PyTorch graph, any other request is
+    'ref'. (FakeTensors keep their real device and select as real tensors would: torch.compile
+    and torch.export record that backend in the graph.)"""
+    return EAGER if requested == EAGER else "ref"
 
 
 def _probe_triton(device_type: str) -> Optional[str]:

@@ -289,7 +289,13 @@ class Reference:
             u = u.new_zeros(n, c, h * upy, w * upx).contiguous(memory_format=output_layout(x))
             u[:, :, ::upy, ::upx] = x
         need_h, need_w = (oh - 1) * downy + kh, (ow - 1) * downx + kw
-        u = F.pad(u, [padx, need_w - u.shape[3] - padx, pady, need_h - u.shape[2] - pady])
+        # pad, then crop: F.pad crops the input before padding and fails when a crop is longer
+        # than the input (a backward pass whose window lies in the padding, e.g. dy of 1 row
+        # padded by 2 and cropped by 2)
+        pads = [padx, need_w - u.shape[3] - padx, pady, need_h - u.shape[2] - pady]
+        u = F.pad(u, [max(p, 0) for p in pads])
+        (x0, x1, y0, y1) = (max(-p, 0) for p in pads)
+        u = u[:, :, y0:u.shape[2] - y1, x0:u.shape[3] - x1]
         y = None
         for ky in range(kh):
             for kx in range(kw):

@@ -30,6 +30,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from ..errors import UserError
 from ..train.data import BUILTIN_FACES, open_dataset
 from ..train.images import to_uint8
 from .generation import latents_from_seeds
@@ -42,7 +43,7 @@ CACHE_ENV = "STYLEGAN_FAST_METRICS_CACHE"
 BATCH = 32
 
 
-class FeatureNetworkError(RuntimeError):
+class FeatureNetworkError(UserError, RuntimeError):
     """The feature network file is missing, cannot be fetched, or is not TorchScript."""
 
 
@@ -98,14 +99,16 @@ class FeatureNetwork:
     def __init__(self, path: Union[str, Path], device="cpu"):
         self.path, self.device = Path(path), resolve_device(device)
         if not self.path.is_file():
-            raise FeatureNetworkError(f"feature network {str(self.path)!r} does not exist")
+            raise FeatureNetworkError(f"feature network {str(self.path)!r} " + (
+                "is a folder, not a file" if self.path.is_dir() else "does not exist"))
         try:
             with warnings.catch_warnings():  # TorchScript is deprecated, but it is the format
                 warnings.simplefilter("ignore", FutureWarning)  # the standard network ships in
                 self.module = torch.jit.load(str(self.path), map_location=self.device)
         except Exception as exc:  # torch raises RuntimeError or ValueError for non-TorchScript
-            raise FeatureNetworkError(
-                f"{str(self.path)!r} is not a TorchScript file (torch.jit.save): {exc}") from exc
+            reason = str(exc).split(". ")[0].strip()  # torch's first sentence says what it is
+            raise FeatureNetworkError(f"feature network {str(self.path)!r} is not a TorchScript "
+                                      f"file (torch.jit.save): {reason}") from exc
         self.module.eval()
         arguments = [a.name for a in self.module.forward.schema.arguments]
         self.return_features = "return_features" in arguments
@@ -178,7 +181,7 @@ class FeatureStatistics:
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         if self.count < 2:
-            raise ValueError(f"FID needs at least 2 images per side, got {self.count}")
+            raise UserError(f"FID needs at least 2 images per side, got {self.count}")
         mu = self.total / self.count
         sigma = (self.outer - self.count * torch.outer(mu, mu)) / (self.count - 1)
         return mu.numpy(), sigma.numpy()
@@ -199,6 +202,8 @@ def dataset_statistics(data: str, resolution: int, network: FeatureNetwork,
     a .zip or builtin:faces, read as in training) at ``resolution``; cached in ``cache_dir``."""
     dataset = open_dataset(data, resolution, channels)
     count = len(dataset) if num is None else min(num, len(dataset))
+    if count < 2:
+        raise UserError(f"dataset {data!r} has {len(dataset)} image(s); FID needs at least 2")
     key = json.dumps({**_dataset_identity(data), "resolution": resolution,
                       "channels": dataset.channels, "network": network.digest, "count": count},
                      sort_keys=True)
@@ -243,7 +248,7 @@ def fid(generator, data: str, num: int = 50000, inception: Union[str, Path, None
     """FID between ``num`` images of G_ema and the first ``num`` images of ``data`` (all of them
     if it has fewer), compared at the generator's trained resolution."""
     if isinstance(num, bool) or not isinstance(num, int) or num < 2:
-        raise ValueError(f"num must be an integer >= 2, got {num!r}")
+        raise UserError(f"num must be an integer >= 2, got {num!r}")
     trained = as_trained(generator, device)
     network = load_feature_network(inception, trained.device, cache_dir)
     real = dataset_statistics(data, trained.image_resolution, network, num,

@@ -19,6 +19,8 @@ from typing import Optional, Union
 import torch
 from PIL import Image
 
+from ..errors import UserError
+from ..files import replaced_atomically
 from ..train.images import grid, to_uint8
 from .generation import latents_from_seeds
 from .loading import as_trained
@@ -30,7 +32,7 @@ FORMATS = (".gif", ".mp4")
 BATCH = 16
 
 
-class VideoBackendError(RuntimeError):
+class VideoBackendError(UserError, RuntimeError):
     """MP4 asked for, but no ffmpeg backend for imageio is installed."""
 
 
@@ -65,9 +67,9 @@ def interpolation_frames(generator, seeds, frames: int = 16, space: str = "z",
                          noise_mode: str = "const", device="auto") -> torch.Tensor:
     """uint8 frames [len(seeds) * frames, C, R, R] of a loop through ``seeds`` (module doc)."""
     if space not in SPACES:
-        raise ValueError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+        raise UserError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
-        raise ValueError(f"frames must be a positive integer, got {frames!r}")
+        raise UserError(f"frames must be a positive integer, got {frames!r}")
     seeds = parse_seeds(seeds)
     if len(seeds) < 2:
         raise SpecError(f"an interpolation needs at least 2 seeds, got {seeds}")
@@ -97,7 +99,7 @@ def check_video_path(out: Union[str, Path]) -> str:
     """The suffix of ``out`` (.gif or .mp4) once it is known that it can be written."""
     suffix = Path(out).suffix.lower()
     if suffix not in FORMATS:
-        raise ValueError(f"output {str(out)!r}: the suffix must be one of {', '.join(FORMATS)}")
+        raise UserError(f"output {str(out)!r}: the suffix must be one of {', '.join(FORMATS)}")
     if suffix == ".mp4" and not mp4_backend_available():
         raise VideoBackendError("writing .mp4 needs imageio with an ffmpeg backend: pip install "
                                 "imageio imageio-ffmpeg (or write a .gif: it needs nothing more)")
@@ -110,18 +112,20 @@ def write_video(frames: torch.Tensor, out: Union[str, Path], fps: float = 20,
     ffmpeg), chosen by ``out``'s suffix; each frame scaled to ``size`` px (nearest)."""
     suffix, out = check_video_path(out), Path(out)
     if not fps > 0:
-        raise ValueError(f"fps must be > 0, got {fps!r}")
+        raise UserError(f"fps must be > 0, got {fps!r}")
     size = size or max(frames.shape[-1], MIN_CELL_SIZE)
     arrays = [grid(frame[None], 1, size) for frame in frames]
     out.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".gif":
-        first, *rest = [Image.fromarray(a) for a in arrays]
-        first.save(out, save_all=True, append_images=rest, duration=round(1000 / fps), loop=0)
-    else:
-        import imageio.v2 as imageio
+    with replaced_atomically(out) as temp:  # a killed write leaves no half video
+        if suffix == ".gif":
+            first, *rest = [Image.fromarray(a) for a in arrays]
+            first.save(temp, save_all=True, append_images=rest, duration=round(1000 / fps),
+                       loop=0)
+        else:
+            import imageio.v2 as imageio
 
-        rgb = [a if a.ndim == 3 else a[..., None].repeat(3, axis=-1) for a in arrays]
-        imageio.mimwrite(out, rgb, fps=fps)
+            rgb = [a if a.ndim == 3 else a[..., None].repeat(3, axis=-1) for a in arrays]
+            imageio.mimwrite(temp, rgb, fps=fps)
     return out
 
 

@@ -89,8 +89,7 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device, None
         path = Path(path)
         state = converted_state(path, networks=("Gs",))
     else:
-        path = checkpoint.resolve(path)
-        state = checkpoint.load(path)
+        path, state = checkpoint.open_checkpoint(path)  # a folder: its newest usable one
     progress = state.get("progress", {})
     G = generator_from_state(state).to(device)
     official = state.get("official")

@@ -42,7 +42,8 @@ def style_layers(spec: Union[str, list, tuple], num_ws: int) -> list[int]:
     bad = [i for i in layers if isinstance(i, bool) or not isinstance(i, int)
            or not 0 <= i < num_ws]
     if bad:
-        raise SpecError(f"styles {spec!r}: layer(s) {bad} do not exist; this generator has "
+        shown = str(bad) if len(bad) <= 5 else f"{str(bad[:5])[:-1]}, ...] ({len(bad)} in all)"
+        raise SpecError(f"styles {spec!r}: layer(s) {shown} do not exist; this generator has "
                         f"{num_ws} layers (0-{num_ws - 1}); or use coarse, middle, fine")
     return sorted(set(layers))
 

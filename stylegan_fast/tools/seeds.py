@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import re
 
+from ..errors import UserError
+
 _ITEM = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
     """A seed or layer spec that does not parse or names something that does not exist."""
 
 

@@ -6,11 +6,17 @@ With ``--resume``, every setting not given on the command line is taken from the
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import fields
+from pathlib import Path
 
+from ..errors import UserError
 from ..models.generator import STYLE_MIXING_MODES
+from ..models.levels import channels_at, num_levels
+from ..tools.commands import parse_device
 from .config import AMP_MODES, TrainConfig, parse_schedule
+from .schedule import Schedule
 
 # The demo: 100 small real faces, a small network, progressive growing 8 -> 32 px; a few minutes
 # on a 2-core CPU. Tuned to show faces soon: higher lr, no style mixing, light R1, short EMA.
@@ -31,6 +37,16 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def schedule_argument(value_type: type):
+    """An argparse type for ``RES=VALUE,...`` whose error message says what is wrong."""
+    def parse(text: str) -> dict:
+        try:
+            return parse_schedule(text, value_type)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Every option defaults to None: 'not given' (then the checkpoint's or TrainConfig's)."""
     a = parser.add_argument
@@ -44,10 +60,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--batch", type=int, help="total images per step over all processes (default 32)")
     a("--batch-gpu", type=int, help="images per forward pass per process; smaller than "
                                     "batch/processes means gradient accumulation")
-    a("--batch-schedule", type=lambda t: parse_schedule(t, int),
+    a("--batch-schedule", type=schedule_argument(int),
       help="total batch per resolution, e.g. '8=256,16=128,32=64' (others: --batch)")
     a("--lr", type=float, help="Adam learning rate below the --lr-schedule (default 0.001)")
-    a("--lr-schedule", type=parse_schedule,
+    a("--lr-schedule", type=schedule_argument(float),
       help="learning rate per resolution (default '128=0.0015,256=0.002,512=0.003,1024=0.003')")
     a("--channel-base", type=int, help="feature maps = min(base * 2 / resolution, max) "
                                        "(default 8192)")
@@ -69,7 +85,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--r1-interval", type=int, help="lazy R1: every N D steps, weighted by N (default 1)")
     a("--ema-kimg", type=float, help="half-life of G_ema in kimg (default 10)")
     a("--mirror", type=_bool, help="random left-right flips (default true)")
-    a("--device", help="auto (default), cpu, cuda, cuda:N")
+    a("--device", type=parse_device, help="auto (default), cpu, cuda, cuda:N")
     a("--backend", choices=("auto", "ref", "triton", "cuda"), help="fused-op backend")
     a("--amp", choices=AMP_MODES, help="mixed precision (default off); fp16 uses a gradient "
                                        "scaler; weights stay float32")
@@ -79,6 +95,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     a("--workers", type=int, help="data loader processes per training process (default 2)")
     a("--seed", type=int, help="(default 0)")
     a("--snapshot-kimg", type=float, help="checkpoint + sample grid interval (default 50)")
+    a("--snapshot-minutes", type=float,
+      help="also a checkpoint + sample grid every M minutes of training (default 0: off)")
     a("--keep-checkpoints", type=int, help="newest checkpoints kept, 0: all (default 3)")
     a("--log-kimg", type=float, help="log.jsonl interval (default 1)")
     a("--sample-grid", type=int, help="images per sample grid (default 32)")
@@ -94,7 +112,9 @@ def config_from_args(args: argparse.Namespace, preset: dict) -> TrainConfig:
     if args.resume is not None:
         from . import checkpoint
 
-        stored = checkpoint.load(args.resume)["config"]
+        # The file itself from now on: a run folder's damaged checkpoints are skipped once.
+        resume, state = checkpoint.open_checkpoint(args.resume)
+        args.resume, stored = str(resume), state["config"]
     values = {**preset, **stored, **given}
     missing = [name for name in ("data", "out", "resolution") if values.get(name) is None]
     if missing:
@@ -105,31 +125,55 @@ def config_from_args(args: argparse.Namespace, preset: dict) -> TrainConfig:
     return TrainConfig.from_dict(values)
 
 
-def run_train(args: argparse.Namespace, preset: dict = None) -> int:
-    from .data import DatasetError
+def checked_config(args: argparse.Namespace, preset: dict) -> TrainConfig:
+    """:func:`config_from_args`, then the checks the networks and the schedule will make, done
+    now: any setting they reject is the user's mistake (:class:`UserError`, one line)."""
+    try:
+        config = config_from_args(args, preset)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        num_levels(config.resolution)
+        channels_at(config.resolution, config.channel_base, config.channel_max)
+    except ValueError as exc:
+        raise UserError(f"--resolution {config.resolution}: {exc}") from None
+    if Path(config.out).exists() and not Path(config.out).is_dir():
+        raise UserError(f"--out {config.out!r} is a file, not a folder")
+    try:
+        Schedule(config.resolution, config.start_resolution, config.stable_kimg,
+                 config.fade_kimg, config.batch, config.batch_gpu,
+                 int(os.environ.get("WORLD_SIZE", "1")), config.lr, config.batch_schedule,
+                 config.lr_schedule)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    return config
+
+
+def run_train(args: argparse.Namespace, preset: dict = None, banner: str = "") -> int:
+    """Train; exit status 0, or 128 + the signal's number when SIGINT/SIGTERM stopped the run
+    (after its checkpoint was written). User errors raise :class:`UserError` (``cli.main``
+    prints them)."""
     from .loop import train
 
-    try:
-        config = config_from_args(args, preset or {})
-        train(config, resume=args.resume)
-    except (DatasetError, FileNotFoundError, ValueError) as exc:
-        print(f"stylegan-fast {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    config = checked_config(args, preset or {})
+    if banner:
+        print(banner, file=sys.stderr)
+    summary = train(config, resume=args.resume)
+    return 128 + summary["stopped_by"] if summary.get("stopped_by") else 0
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help=f"run folder (default {DEMO['out']})")
     parser.add_argument("--kimg", type=float, help=f"length (default {DEMO['kimg']})")
-    parser.add_argument("--device", help="auto (default: the GPU if there is one), cpu, cuda")
+    parser.add_argument("--device", type=parse_device,
+                        help="auto (default: the GPU if there is one), cpu, cuda")
     parser.add_argument("--seed", type=int, help="(default 0)")
     parser.add_argument("--resume", help="continue a demo run (its folder)")
 
 
 def run_demo(args: argparse.Namespace) -> int:
     out = args.out or DEMO["out"]
-    print(f"stylegan-fast demo: {DEMO['resolution']} px StyleGAN on the 100 real faces that "
-          f"scikit-image ships, growing 8 -> 16 -> 32 px; {args.kimg or DEMO['kimg']:g} kimg. "
-          f"Samples and checkpoints go to {out}/", file=sys.stderr)
-    return run_train(args, DEMO)
-
+    return run_train(args, DEMO, banner=(
+        f"stylegan-fast demo: {DEMO['resolution']} px StyleGAN on the 100 real faces that "
+        f"scikit-image ships, growing 8 -> 16 -> 32 px; {args.kimg or DEMO['kimg']:g} kimg. "
+        f"Samples and checkpoints go to {out}/"))

@@ -53,6 +53,7 @@ class TrainConfig:
     seed: int = 0
     # outputs
     snapshot_kimg: float = 50.0             # checkpoint and sample grid every this many kimg
+    snapshot_minutes: float = 0.0           # ... and every this many minutes (0: off)
     keep_checkpoints: int = 3
     log_kimg: float = 1.0
     sample_grid: int = 32                   # images in each sample grid
@@ -69,6 +70,11 @@ class TrainConfig:
             raise ValueError(f"channels must be 1 or 3, got {self.channels!r}")
         if self.r1_interval < 1:
             raise ValueError(f"r1 interval must be >= 1, got {self.r1_interval}")
+        if self.batch < 1 or (self.batch_gpu is not None and self.batch_gpu < 1):
+            raise ValueError(f"batch and batch-gpu must be >= 1, got {self.batch} and "
+                             f"{self.batch_gpu}")
+        if self.snapshot_minutes < 0:
+            raise ValueError(f"snapshot minutes must be >= 0, got {self.snapshot_minutes}")
         if self.kimg <= 0:
             raise ValueError(f"kimg must be > 0, got {self.kimg}")
         # schedules may come back from a checkpoint or JSON with string keys
@@ -93,5 +99,9 @@ def parse_schedule(text: str, value_type=float) -> dict:
         resolution, sep, value = item.partition("=")
         if not sep:
             raise ValueError(f"schedule entries are RESOLUTION=VALUE, got {item!r}")
-        schedule[int(resolution)] = value_type(value)
+        try:
+            schedule[int(resolution)] = value_type(value)
+        except ValueError:
+            raise ValueError(f"schedule entries are RESOLUTION=VALUE with an integer resolution "
+                             f"and a number, got {item!r}") from None
     return schedule

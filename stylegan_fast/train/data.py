@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import UserError
 from ..nn import downsample2d, upsample2d
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
@@ -29,7 +30,7 @@ LFW_FACES = 100  # lfw_subset(): faces first, then non-faces
 GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """The dataset is missing, empty or not a dataset."""
 
 

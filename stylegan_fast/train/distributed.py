@@ -20,6 +20,8 @@ from typing import Iterable
 import torch
 import torch.distributed as dist
 
+from ..errors import UserError
+
 
 @dataclass(frozen=True)
 class World:
@@ -39,7 +41,7 @@ def choose_device(requested: str, local_rank: int) -> torch.device:
     device = torch.device(requested)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested!r} asked for but no GPU is visible to torch")
+            raise UserError(f"--device {requested!r}, but no CUDA GPU is visible to torch")
         if device.index is None:
             device = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
@@ -89,9 +91,18 @@ def average_gradients(params: Iterable[torch.nn.Parameter], world: World) -> Non
 
 def sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
     """``values`` summed over ranks (a copy; the input itself without a process group)."""
+    return _reduce_over_ranks(values, dist.ReduceOp.SUM)
+
+
+def max_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """The elementwise maximum of ``values`` over ranks (the input itself without a group)."""
+    return _reduce_over_ranks(values, dist.ReduceOp.MAX)
+
+
+def _reduce_over_ranks(values: torch.Tensor, op) -> torch.Tensor:
     if dist.is_initialized():
         values = values.clone()
-        dist.all_reduce(values)
+        dist.all_reduce(values, op=op)
     return values
 
 

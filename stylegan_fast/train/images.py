@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..files import replaced_atomically
+
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] floats -> uint8 [0, 255]: ``round((x + 1) * 127.5)``, clamped."""
@@ -31,10 +33,12 @@ def grid(images: torch.Tensor, columns: int, size: int) -> np.ndarray:
 
 
 def save_grid(images: torch.Tensor, path: Union[str, Path], columns: int, size: int) -> Path:
-    """Write ``images`` ([-1, 1] floats or uint8, [N, C, H, W], C 1 or 3) as a PNG grid."""
+    """Write ``images`` ([-1, 1] floats or uint8, [N, C, H, W], C 1 or 3) as a PNG grid
+    (atomically: complete or absent)."""
     if images.dtype != torch.uint8:
         images = to_uint8(images)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid(images, columns, size)).save(path)
+    with replaced_atomically(path) as temp:
+        Image.fromarray(grid(images, columns, size)).save(temp)
     return path

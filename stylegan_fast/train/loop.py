@@ -15,6 +15,8 @@ loss (on any rank) or, without a scaler, gradient is not finite is skipped with 
 from __future__ import annotations
 
 import math
+import shlex
+import signal
 import sys
 import time
 import warnings
@@ -27,7 +29,8 @@ import torch
 from .. import __version__
 from ..models import Discriminator, Generator
 from ..ops import use_backend
-from . import checkpoint, distributed, rng
+from ..errors import UserError
+from . import checkpoint, distributed, interrupt, rng
 from .config import ARCHITECTURE, TrainConfig
 from .data import batches, mirror, open_dataset, reals_at
 from .ema import make_ema, update_ema
@@ -36,6 +39,10 @@ from .loss import discriminator_loss, generator_loss, r1_penalty, r1_weight
 from .memory import checkpoint_top_blocks
 from .monitor import Monitor
 from .schedule import Phase, Schedule, ema_beta
+
+class SnapshotError(UserError):
+    """The final checkpoint could not be written (disk full, no permission)."""
+
 
 ADAM_BETAS, ADAM_EPS = (0.0, 0.99), 1e-8
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -60,7 +67,7 @@ class Trainer:
         if resume is not None:
             mismatch = _architecture_mismatch(c, resume["config"])
             if mismatch:
-                raise ValueError("the checkpoint was trained with other networks: "
+                raise UserError("the checkpoint was trained with other networks: "
                                  + "; ".join(mismatch))
         self.G = Generator(c.resolution, z_dim=c.z_dim, w_dim=c.w_dim, img_channels=c.channels,
                            channel_base=c.channel_base, channel_max=c.channel_max,
@@ -232,16 +239,30 @@ class Trainer:
         """G_ema's images of the fixed latents (constant noise: draws no random numbers)."""
         return self.G_ema(self.sample_z.to(self.device), noise_mode="const", lod=lod)
 
-    def snapshot(self) -> tuple[Optional[Path], Optional[Path]]:
-        """Checkpoint and sample grid, written by rank 0 (collective)."""
+    def snapshot(self, final: bool) -> tuple[Optional[Path], Optional[Path]]:
+        """Checkpoint and sample grid, written by rank 0 (collective). A write that fails (disk
+        full, no permission) leaves the previous checkpoint intact: a periodic snapshot warns and
+        training goes on; the ``final`` one (end of the run, or stopping on a signal) raises
+        :class:`SnapshotError`."""
         state = self.state()
         if not self.world.is_main:
             return None, None
         c = self.config
-        path = checkpoint.save(state, c.out, self.nimg, c.keep_checkpoints)
-        grid = save_grid(self.samples(state["progress"]["lod"]),
-                         Path(c.out) / f"samples-{self.nimg:09d}.png", self._grid_columns(),
-                         max(c.resolution, MIN_GRID_SIZE))
+        try:
+            path = checkpoint.save(state, c.out, self.nimg, c.keep_checkpoints)
+            grid = save_grid(self.samples(state["progress"]["lod"]),
+                             Path(c.out) / f"samples-{self.nimg:09d}.png", self._grid_columns(),
+                             max(c.resolution, MIN_GRID_SIZE))
+        except OSError as exc:
+            previous = checkpoint.latest_checkpoint(c.out)
+            message = (f"could not write the snapshot at {self.nimg / 1000:g} kimg: "
+                       f"{exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}; "
+                       + (f"the previous checkpoint {str(previous)!r} is intact" if previous
+                          else "no checkpoint has been written yet"))
+            if final:
+                raise SnapshotError(message) from None
+            warnings.warn(message + "; training goes on and tries again at the next snapshot")
+            return None, None
         return path, grid
 
     def _grid_columns(self) -> int:
@@ -249,6 +270,8 @@ class Trainer:
 
     # ---- the run ---------------------------------------------------------------------------
     def run(self) -> dict:
+        """Train until ``config.kimg`` or until SIGINT/SIGTERM (then: finish the step, snapshot,
+        stop; ``summary['stopped_by']`` is the signal's number)."""
         c, out = self.config, Path(self.config.out)
         total_nimg = round(c.kimg * 1000)
         monitor = None
@@ -266,43 +289,60 @@ class Trainer:
                 save_grid(reals, out / "reals.png", self._grid_columns(),
                           max(c.resolution, MIN_GRID_SIZE))
         snapshot_every = max(1, round(c.snapshot_kimg * 1000))
+        snapshot_seconds = c.snapshot_minutes * 60 if c.snapshot_minutes else math.inf
         log_every = max(1, round(c.log_kimg * 1000))
         last_log_nimg, last_log_time = self.nimg, time.perf_counter()
         started, start_elapsed = time.perf_counter(), self.elapsed
-        path = grid = None
-        while self.nimg < total_nimg:
-            phase = self.schedule.at(self.nimg)
-            before = self.nimg
-            self.train_step(phase)
-            self.elapsed = start_elapsed + time.perf_counter() - started
-            done = self.nimg >= total_nimg
-            if monitor is not None:
-                monitor.advance(self.nimg / 1000, {
-                    "lod": f"{phase.lod:.2f}", "px": phase.resolution,
-                    "G": f"{self.stats['loss_G']:.3f}", "D": f"{self.stats['loss_D']:.3f}"})
-            if done or self.nimg // log_every > before // log_every:
-                now = time.perf_counter()
+        last_snapshot = time.monotonic()
+        path = grid = stopped_by = None
+        with interrupt.StopRequests(announce=self.world.is_main) as stops:
+            while self.nimg < total_nimg and stopped_by is None:
+                phase = self.schedule.at(self.nimg)
+                before = self.nimg
+                self.train_step(phase)
+                self.elapsed = start_elapsed + time.perf_counter() - started
+                done = self.nimg >= total_nimg
+                stopped_by, time_due = interrupt.agree(
+                    self.world, stops.signum, time.monotonic() - last_snapshot >= snapshot_seconds)
                 if monitor is not None:
-                    monitor.record(self._log_record(phase, (self.nimg - last_log_nimg)
-                                                    / (now - last_log_time)))
-                last_log_nimg, last_log_time = self.nimg, now
-            if done or self.nimg // snapshot_every > before // snapshot_every:
-                path, grid = self.snapshot()
-                if monitor is not None:
-                    monitor.record({"event": "snapshot", "nimg": self.nimg,
-                                    "checkpoint": str(path), "samples": str(grid)})
+                    monitor.advance(self.nimg / 1000, {
+                        "lod": f"{phase.lod:.2f}", "px": phase.resolution,
+                        "G": f"{self.stats['loss_G']:.3f}", "D": f"{self.stats['loss_D']:.3f}"})
+                if done or stopped_by or self.nimg // log_every > before // log_every:
+                    now = time.perf_counter()
+                    if monitor is not None:
+                        monitor.record(self._log_record(phase, (self.nimg - last_log_nimg)
+                                                        / (now - last_log_time)))
+                    last_log_nimg, last_log_time = self.nimg, now
+                if (done or stopped_by or time_due
+                        or self.nimg // snapshot_every > before // snapshot_every):
+                    written = self.snapshot(final=bool(done or stopped_by))
+                    last_snapshot = time.monotonic()
+                    if written[0] is not None:
+                        path, grid = written
+                    if monitor is not None and written[0] is not None:
+                        monitor.record({"event": "snapshot", "nimg": self.nimg,
+                                        "checkpoint": str(path), "samples": str(grid)})
         summary = {"nimg": self.nimg, "kimg": self.nimg / 1000, "steps": self.step,
                    "skipped_steps": self.skipped_steps, "seconds": round(self.elapsed, 2),
                    "checkpoint": str(path) if path else None,
-                   "samples": str(grid) if grid else None}
+                   "samples": str(grid) if grid else None, "stopped_by": stopped_by}
         if monitor is not None:
-            monitor.record({"event": "done", **summary})
+            monitor.record({"event": "stopped" if stopped_by else "done", **summary})
             monitor.close()
-            print(f"done: {summary['kimg']:.2f} kimg in {self.elapsed:.0f} s; checkpoint {path}; "
-                  f"samples {grid}" if path else
-                  f"nothing to do: the checkpoint is already at {self.nimg / 1000:.2f} kimg",
-                  file=sys.stderr)
+            print(self._farewell(summary), file=sys.stderr)
         return summary
+
+    def _farewell(self, summary: dict) -> str:
+        kimg, path = summary["kimg"], summary["checkpoint"]
+        if summary["stopped_by"]:
+            name = signal.Signals(summary["stopped_by"]).name
+            return (f"stopped by {name} at {kimg:.3f} kimg; checkpoint {path}; continue with: "
+                    f"stylegan-fast train --resume {shlex.quote(self.config.out)}")
+        if path:
+            return (f"done: {kimg:.2f} kimg in {self.elapsed:.0f} s; checkpoint {path}; "
+                    f"samples {summary['samples']}")
+        return f"nothing to do: the checkpoint is already at {kimg:.2f} kimg"
 
     def _log_record(self, phase: Phase, images_per_s: float) -> dict:
         record = {"nimg": self.nimg, "kimg": round(self.nimg / 1000, 3), "step": self.step,

@@ -9,6 +9,8 @@ from typing import Optional
 
 from tqdm import tqdm
 
+from ..errors import UserError
+
 
 class JsonlLog:
     """Appends one JSON object per line to ``path`` (flushed after each, so ``tail -f`` works
@@ -44,7 +46,7 @@ class Monitor:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError as exc:
-                raise ValueError("--tensorboard needs the tensorboard package "
+                raise UserError("--tensorboard needs the tensorboard package "
                                    "(pip install tensorboard)") from exc
             self.tensorboard = SummaryWriter(str(out / "tensorboard"))
 

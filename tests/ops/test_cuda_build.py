@@ -45,7 +45,20 @@ def fresh(tmp_path, monkeypatch):
     backends._WARNED.update(warned)
 
 
+def cuda_build_of_torch(monkeypatch):
+    """Make torch look like a CUDA build (its own CUDA version, else 13.0): the toolchain and
+    probe logic after that check is the same on any torch, so it is tested on a CPU-only one too
+    (whose own answer, "torch is a CPU-only build", is tested separately)."""
+    monkeypatch.setattr(torch.version, "cuda", torch.version.cuda or "13.0")
+
+
+@pytest.fixture
+def cuda_torch(monkeypatch):
+    cuda_build_of_torch(monkeypatch)
+
+
 def fake_gpu(monkeypatch, arch="9.0"):
+    cuda_build_of_torch(monkeypatch)  # a visible GPU implies a CUDA build of torch
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(build, "device_arch", lambda device=None: arch)
 
@@ -97,7 +110,7 @@ def test_sources_and_flags_keep_accuracy_and_warnings_as_errors():
     assert "-Werror" in build.CXX_FLAGS
 
 
-def test_missing_nvcc_is_one_clear_error(tmp_path, monkeypatch):
+def test_missing_nvcc_is_one_clear_error(tmp_path, monkeypatch, cuda_torch):
     monkeypatch.setenv("CUDA_HOME", str(tmp_path))
     with pytest.raises(build.BuildError, match=r"nvcc not found: CUDA_HOME=.* has no bin/nvcc"):
         build.find_toolchain()
@@ -108,9 +121,7 @@ def test_missing_nvcc_is_one_clear_error(tmp_path, monkeypatch):
         build.find_toolchain()
 
 
-def test_cuda_major_version_mismatch_is_one_clear_error(monkeypatch):
-    if torch.version.cuda is None:
-        pytest.skip("CPU build of torch")
+def test_cuda_major_version_mismatch_is_one_clear_error(monkeypatch, cuda_torch):
     monkeypatch.setattr(build.environment, "find_nvcc", lambda: "/x/bin/nvcc")
     monkeypatch.delenv("CUDA_HOME", raising=False)
     monkeypatch.delenv("CUDA_PATH", raising=False)
@@ -121,9 +132,7 @@ def test_cuda_major_version_mismatch_is_one_clear_error(monkeypatch):
         build.find_toolchain()
 
 
-def test_missing_ninja_is_one_clear_error(monkeypatch):
-    if torch.version.cuda is None:
-        pytest.skip("CPU build of torch")
+def test_missing_ninja_is_one_clear_error(monkeypatch, cuda_torch):
     monkeypatch.setattr(build.environment, "find_nvcc", lambda: "/x/bin/nvcc")
     monkeypatch.delenv("CUDA_HOME", raising=False)
     monkeypatch.delenv("CUDA_PATH", raising=False)
@@ -133,14 +142,26 @@ def test_missing_ninja_is_one_clear_error(monkeypatch):
         build.find_toolchain()
 
 
+def test_cpu_only_torch_is_one_clear_error(monkeypatch):
+    """What a CPU-only torch gets, before any toolchain lookup, on any torch."""
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(build.environment, "find_nvcc", lambda: "/x/bin/nvcc")
+    with pytest.raises(build.BuildError, match="torch is a CPU-only build: install a CUDA build"):
+        build.find_toolchain()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert build.probe("cuda") == "torch is a CPU-only build"
+
+
 def test_build_ext_without_nvcc_fails_clearly(tmp_path):
-    """The real command line, with CUDA_HOME pointing at an empty folder: one message, exit 1."""
+    """The real command line (this process's torch, unpatched), with CUDA_HOME pointing at an
+    empty folder: one message, exit 2 (a user error). A CPU-only torch is refused first."""
     env = dict(os.environ, CUDA_HOME=str(tmp_path), STYLEGAN_FAST_CACHE=str(tmp_path / "c"))
     result = subprocess.run([sys.executable, "-m", "stylegan_fast.cli", "build-ext", "--arch",
                              "9.0"], capture_output=True, text=True, timeout=120, env=env)
-    assert result.returncode == 1
+    assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if "error" in line]
-    assert len(errors) == 1 and "nvcc not found" in errors[0], result.stderr
+    expected = "torch is a CPU-only build" if torch.version.cuda is None else "nvcc not found"
+    assert len(errors) == 1 and expected in errors[0], result.stderr
 
 
 def test_probe_on_gpu_never_builds_for_auto(fresh, monkeypatch):
@@ -259,13 +280,19 @@ def test_build_ext_command_reports_kernels(fresh, monkeypatch, capsys):
     assert "107" in out and "2 kernels, 1 with register spills" in out
 
 
-def test_doctor_reports_the_extension(fresh, capsys):
-    if torch.version.cuda is None:
-        pytest.skip("CPU build of torch")
+def test_doctor_reports_the_extension(fresh, cuda_torch, capsys):
     assert cli.main(["doctor"]) == 0
     assert "cuda ext." in capsys.readouterr().out
 
 
+def test_doctor_on_a_cpu_only_torch(fresh, monkeypatch, capsys):
+    monkeypatch.setattr(torch.version, "cuda", None)
+    assert cli.main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "none: CPU build" in out and "cuda ext." not in out and "backends for cpu" in out
+
+
+@pytest.mark.needs_cuda_torch
 def test_cached_real_build_loads_and_does_not_spill_much():
     """After `stylegan-fast build-ext --arch 9.0` (.ci/run), the cached extension loads without a
     GPU, exports every op, and ptxas reports no kernel spilling more than a few bytes."""

@@ -1,6 +1,7 @@
 """`stylegan-fast build-ext --report`: the SASS parser and checks on small listings (no toolchain
 needed), the command line with a faked build, and the report on the real sm_90 build (cached by
-`.ci/run`'s `stylegan-fast build-ext --arch 9.0`; skipped only without nvcc or cuobjdump)."""
+`.ci/run`'s `stylegan-fast build-ext --arch 9.0`; skipped only without nvcc or cuobjdump, or on a
+CPU-only torch)."""
 from __future__ import annotations
 
 import sys
@@ -212,12 +213,13 @@ def test_build_ext_report_fails_on_a_failing_check(fake_build, monkeypatch, caps
 
 def test_build_ext_report_without_cuobjdump_is_one_clear_error(fake_build, monkeypatch, capsys):
     monkeypatch.setattr(sass, "find_cuobjdump", lambda: None)
-    assert cli.main(["build-ext", "--report"]) == 1
+    assert cli.main(["build-ext", "--report"]) == 2  # a user error: one line, status 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cuobjdump not found" in err[0] and "Traceback" not in err[0]
 
 
 # ---------------------------------------------------------------------------- the real build
+@pytest.mark.needs_cuda_torch
 def test_report_passes_on_the_real_sm90_build():
     """Every sm_90 kernel of the real extension: vector widths, no local memory, clusters. Uses
     the cached build (`.ci/run` builds it); compiles only when the sources changed since."""

@@ -127,8 +127,8 @@ def test_bench_model_ckpt(official, capsys):
             if line.startswith("generate")]
     assert [(r[1], r[3]) for r in rows] == [("eager", "2x32"), ("ref", "2x32")]
     assert cli.main(["bench", "--model", "--ckpt", "missing.pkl", "--device", "cpu"]) == 2
-    assert "does not exist" in capsys.readouterr().out
+    assert "does not exist" in capsys.readouterr().err
     assert cli.main(["bench", "--ckpt", str(pkl), "--device", "cpu"]) == 2
     assert cli.main(["bench", "--model", "--ckpt", str(pkl), "--resolutions", "64",
                      "--device", "cpu"]) == 2
-    assert "32 px generator" in capsys.readouterr().out
+    assert "32 px generator" in capsys.readouterr().err

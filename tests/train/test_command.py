@@ -61,3 +61,32 @@ def test_demo_preset_runs(tmp_path):
     assert cli.main(["demo", "--out", str(out), "--kimg", "0.016"]) == 0
     assert checkpoint.latest_checkpoint(out) is not None
     assert (out / "reals.png").is_file() and list(out.glob("samples-*.png"))
+
+
+def test_resume_and_ckpt_of_a_run_skip_its_damaged_newest_checkpoint(tmp_path, capsys):
+    """The newest checkpoint of a run is cut short (a full disk): --resume RUN and --ckpt RUN
+    say so in one warning line and use the one before; with none left, one error line."""
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY_ARGS, "--out", str(out), "--kimg", "0.008",
+                     "--snapshot-kimg", "0.004", "--keep-checkpoints", "0"]) == 0
+    older, newest = checkpoint.list_checkpoints(out)
+    newest.write_bytes(newest.read_bytes()[:1000])
+    capsys.readouterr()
+    assert cli.main(["generate", "--ckpt", str(out), "--seeds", "0", "--out",
+                     str(tmp_path / "images"), "--device", "cpu"]) == 0
+    warning = capsys.readouterr().err.strip()
+    assert warning == (f"stylegan-fast generate: warning: checkpoint {str(newest)!r} is "
+                       f"truncated or corrupt: not a complete zip archive (a full disk, a "
+                       f"killed write or an interrupted copy leaves files like this); skipping "
+                       f"it for an older one")
+    assert cli.main(["train", "--resume", str(out), "--kimg", "0.012"]) == 0
+    assert "truncated" in capsys.readouterr().err
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["event"] == "done" and [r["nimg"] for r in log if r.get("event") ==
+                                           "start"] == [0, 4]  # resumed from the older one
+    for path in checkpoint.list_checkpoints(out):
+        path.write_bytes(b"")
+    assert cli.main(["train", "--resume", str(out)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("stylegan-fast train: error: no usable checkpoint in ")
+    assert all(line.startswith("stylegan-fast train: ") for line in lines)

@@ -9,13 +9,16 @@ NVIDIA's truncation defaults (psi 0.7, cutoff 8; see :func:`.networks.official_t
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 from pathlib import Path
 from typing import Union
 
 import torch
 
 from ... import __version__
+from ...errors import UserError
 from ...train import checkpoint
 from ...train.config import TrainConfig
 from ...train.loop import ADAM_BETAS, ADAM_EPS
@@ -79,11 +82,17 @@ def convert(src: Union[str, Path], dst: Union[str, Path], overwrite: bool = Fals
     """Convert the official pickle ``src`` into our checkpoint ``dst`` (written atomically; an
     existing ``dst`` is kept unless ``overwrite``)."""
     src, dst = Path(src), Path(dst)
+    if dst.is_dir():
+        raise UserError(f"destination {str(dst)!r} is a folder: name the checkpoint file to "
+                        f"write, e.g. {str(dst / (src.stem + '.pt'))!r}")
     if dst.exists() and not overwrite:
         raise FileExistsError(f"{dst} exists: choose another name, or pass --force to replace it")
     if dst.exists() and dst.resolve() == src.resolve():
-        raise ValueError("the destination is the official pickle itself")
+        raise UserError("the destination is the official pickle itself")
     if not dst.parent.is_dir():
         raise FileNotFoundError(f"the folder of {str(dst)!r} does not exist")
+    if not os.access(dst.parent, os.W_OK):
+        raise PermissionError(errno.EACCES, "cannot write there (permission denied)",
+                              str(dst.parent))
     state = converted_state(src)
     return checkpoint.write_atomically(state, dst)

@@ -23,13 +23,15 @@ from typing import Union
 
 import numpy as np
 
+from ...errors import UserError
+
 try:  # numpy >= 1.26 / 2.x
     from numpy._core import multiarray as _multiarray
 except ImportError:  # pragma: no cover - older numpy
     from numpy.core import multiarray as _multiarray
 
 
-class OfficialPickleError(ValueError):
+class OfficialPickleError(UserError):
     """The file is not a StyleGAN1 pickle this reader accepts; the message says what was found."""
 
 
@@ -104,6 +106,8 @@ def read_networks(path: Union[str, Path]) -> tuple:
     Raises :class:`OfficialPickleError` for a truncated or foreign file, or one that names any
     global besides the network class and numpy's arrays."""
     path = Path(path)
+    if path.is_dir():
+        raise OfficialPickleError(f"official pickle {str(path)!r} is a folder, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"official pickle {str(path)!r} does not exist")
     data = path.read_bytes()

@@ -1,8 +1,10 @@
 """Helpers shared by the Triton kernels: layouts, block shapes, dtypes, in-kernel noise."""
 from __future__ import annotations
 
+import inspect
 import math
 import os
+import re
 import struct
 
 import torch
@@ -12,6 +14,52 @@ import triton.language as tl
 from .._common import like
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _backport_interpreter_index_fix() -> bool:
+    """Make Triton < 3.7's interpreter run loops with runtime bounds under numpy >= 2.4.
+
+    The interpreter holds a kernel's scalar (an int argument, ``pid * chunk``) as a 1-element
+    array, and ``range(0, C, BLOCK_C)`` calls its ``__index__``, which Triton < 3.7 defines as
+    ``int(data)``: numpy 2.4 made that a TypeError ("only 0-dimensional arrays can be converted
+    to Python scalars"; a DeprecationWarning since numpy 1.25). Triton 3.7 reads
+    ``int(data.squeeze())``; this adds that same method to the interpreter's patch of the
+    language (Triton 3.4-3.6). Interpreter only: compiled kernels are untouched. True when
+    installed."""
+    version = re.match(r"(\d+)\.(\d+)", triton.__version__)
+    if not INTERPRETED or version is None or tuple(map(int, version.groups())) >= (3, 7):
+        return False
+    from triton.runtime import interpreter
+
+    patch_tensor = getattr(interpreter, "_patch_lang_tensor", None)
+    if patch_tensor is None:
+        return False
+    if getattr(patch_tensor, "_stylegan_fast_fix", False):
+        return True
+
+    def index(self):
+        return int(self.handle.data.squeeze())
+
+    params = list(inspect.signature(patch_tensor).parameters)
+    if params == ["tensor", "scope"]:  # Triton 3.6: patched per launch, restored after
+        def patched(tensor, scope):
+            patch_tensor(tensor, scope)
+            # after Triton's own: the scope restores in reverse order, leaving tensor as it was
+            scope.set_attr(tensor, "__index__", index)
+    elif params == ["tensor"]:  # Triton 3.4-3.5: patched for good
+        def patched(tensor):
+            patch_tensor(tensor)
+            tensor.__index__ = index
+    else:  # a shape this was not written against: leave Triton alone
+        return False
+
+    patched._stylegan_fast_fix = True
+    interpreter._patch_lang_tensor = patched
+    return True
+
+
+INTERPRETER_INDEX_FIX = _backport_interpreter_index_fix()
+
 # Elements per program tile, and how many programs a launch aims for (a GPU wants several waves
 # of its SMs; the interpreter on CPU pays ~5-10 ms per program, so it wants as few as possible).
 TILE_ELEMENTS = 4096
