@@ -157,3 +157,35 @@ def bad_call_id(value) -> str:
     if getattr(value, "__name__", None) == "<lambda>":
         return "call"
     return getattr(value, "__name__", None) or str(value)[:30]
+
+
+def upfirdn2d_definition(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
+    """NVIDIA's upfirdn2d in x's dtype, written out (zero insertion, pad/crop onto a canvas, a sum
+    of shifted taps, stride): the yardstick of the upfirdn2d tests."""
+    upx, upy = (up, up) if isinstance(up, int) else up
+    downx, downy = (down, down) if isinstance(down, int) else down
+    if isinstance(padding, int):
+        padding = [padding] * 4
+    elif len(padding) == 2:
+        padding = [padding[0], padding[0], padding[1], padding[1]]
+    px0, px1, py0, py1 = padding
+    n, c, h, w = x.shape
+    f = torch.ones(1, 1) if f is None else f
+    g = f.to(x.dtype)
+    g = (torch.outer(g, g) if g.dim() == 1 else g) * gain
+    if not flip_filter:
+        g = g.flip(0, 1)
+    u = x.new_zeros(n, c, h * upy, w * upx)
+    u[:, :, ::upy, ::upx] = x
+    src = u[:, :, max(-py0, 0):h * upy - max(-py1, 0), max(-px0, 0):w * upx - max(-px1, 0)]
+    canvas = x.new_zeros(n, c, h * upy + py0 + py1, w * upx + px0 + px1)
+    canvas[:, :, max(py0, 0):max(py0, 0) + src.shape[2],
+           max(px0, 0):max(px0, 0) + src.shape[3]] = src
+    kh, kw = g.shape
+    oh, ow = (canvas.shape[2] - kh) // downy + 1, (canvas.shape[3] - kw) // downx + 1
+    out = x.new_zeros(n, c, oh, ow)
+    for ky in range(kh):
+        for kx in range(kw):
+            out = out + canvas[:, :, ky:ky + (oh - 1) * downy + 1:downy,
+                               kx:kx + (ow - 1) * downx + 1:downx] * g[ky, kx]
+    return out

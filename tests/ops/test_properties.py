@@ -21,7 +21,13 @@ from hypothesis import strategies as st
 from stylegan_fast import ops
 from stylegan_fast.ops.bias_act import ACTIVATIONS
 
-from .helpers import ALL_DTYPES, assert_close_to_reference, backends_for, rand
+from .helpers import (
+    ALL_DTYPES,
+    assert_close_to_reference,
+    backends_for,
+    rand,
+    upfirdn2d_definition,
+)
 
 BACKENDS = backends_for("cpu")  # triton (interpreted), ref, eager
 
@@ -35,7 +41,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore:divide by zero encountered:Runt
 def budget(max_examples: int):
     """Hypothesis settings of these tests: ``max_examples`` fresh examples, no deadline (the
     interpreter's first launch of a kernel compiles nothing but is slow), no example database
-    (the repository ignores no .hypothesis folder)."""
+    (hypothesis may still make an empty .hypothesis/, which .gitignore lists)."""
     return settings(max_examples=max_examples, deadline=None, derandomize=False, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
@@ -319,33 +325,6 @@ def test_drawn_noise_is_the_seeded_map(spec):
 
 
 # ---------------------------------------------------------------- upfirdn2d
-def definition(x, f, up, down, padding, flip_filter, gain):
-    """upfirdn2d written out in x's dtype (as tests/ops/test_upfirdn2d.py's definition): zero
-    insertion, pad/crop onto a canvas, a sum of shifted taps, stride. up, down: (x, y) pairs;
-    padding: [x0, x1, y0, y1]. Its float16/bfloat16 evaluation is the low-precision yardstick."""
-    (upx, upy), (downx, downy), (px0, px1, py0, py1) = up, down, padding
-    n, c, h, w = x.shape
-    g = torch.ones(1, 1) if f is None else f
-    g = g.to(x.dtype)
-    g = (torch.outer(g, g) if g.dim() == 1 else g) * gain
-    if not flip_filter:
-        g = g.flip(0, 1)
-    u = x.new_zeros(n, c, h * upy, w * upx)
-    u[:, :, ::upy, ::upx] = x
-    src = u[:, :, max(-py0, 0):h * upy - max(-py1, 0), max(-px0, 0):w * upx - max(-px1, 0)]
-    canvas = x.new_zeros(n, c, h * upy + py0 + py1, w * upx + px0 + px1)
-    canvas[:, :, max(py0, 0):max(py0, 0) + src.shape[2],
-           max(px0, 0):max(px0, 0) + src.shape[3]] = src
-    kh, kw = g.shape
-    oh, ow = (canvas.shape[2] - kh) // downy + 1, (canvas.shape[3] - kw) // downx + 1
-    out = x.new_zeros(n, c, oh, ow)
-    for ky in range(kh):
-        for kx in range(kw):
-            out = out + canvas[:, :, ky:ky + (oh - 1) * downy + 1:downy,
-                               kx:kx + (ow - 1) * downx + 1:downx] * g[ky, kx]
-    return out
-
-
 def fits(size: int, up: int, pad0: int, pad1: int, taps: int) -> bool:
     """Whether upfirdn2d accepts the padding along an axis: it raises (naming the padding) when
     the padded input is shorter than the filter or the crop removes more than the input."""
@@ -402,7 +381,7 @@ def test_upfirdn2d(spec):
     f = None if spec["f"] is None else torch.rand(spec["f"]) + 0.1
     up, down, padding, flip, gain = (spec[k] for k in ("up", "down", "padding", "flip", "gain"))
     check_resampling(lambda x: ops.upfirdn2d(x, f, list(up), list(down), padding, flip, gain),
-                     lambda x: definition(x, f, up, down, padding, flip, gain), x)
+                     lambda x: upfirdn2d_definition(x, f, up, down, padding, flip, gain), x)
 
 
 # NVIDIA's helpers: the padding that centres the filter, and the gain of upsample2d, restated
@@ -457,7 +436,8 @@ def test_resampling_helpers(spec):
     def op(x):
         return getattr(ops, helper)(x, f, padding=padding, flip_filter=flip, gain=gain, **kwargs)
 
-    check_resampling(op, lambda x: definition(x, f, up, down, pad, flip, gain * up[0] * up[1]), x)
+    check_resampling(op, lambda x: upfirdn2d_definition(x, f, up, down, pad, flip,
+                                                        gain * up[0] * up[1]), x)
     if padding == [0] * 4:
         n, c, h, w = x.shape
         assert op(x.detach()).shape == (n, c, h * up[1] // down[1], w * up[0] // down[0])
