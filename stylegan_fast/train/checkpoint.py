@@ -18,6 +18,7 @@ one warning each.
 from __future__ import annotations
 
 import hashlib
+import pickle
 import re
 import warnings
 import zipfile
@@ -32,9 +33,9 @@ from ..files import TEMP_SUFFIX, replaced_atomically
 NAME = re.compile(r"^checkpoint-(\d{9})\.pt$")
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)  # 1: before the digest; loads unchecked
-# What torch.load raises for a damaged file (plus pickle.UnpicklingError, matched by name).
-LOAD_ERRORS = (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
-               AttributeError, ImportError)
+# What torch.load raises for a damaged or foreign file.
+LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError,
+               IndexError, TypeError, AttributeError, ImportError)
 ZIP_MAGIC = b"PK\x03\x04"
 TRUNCATED = ("is truncated or corrupt: not a complete zip archive (a full disk, a killed write "
              "or an interrupted copy leaves files like this)")
@@ -187,9 +188,7 @@ def load_file(path: Union[str, Path], map_location="cpu") -> dict:
             state = torch.load(path, map_location=map_location, weights_only=True)
     except (PermissionError, IsADirectoryError):
         raise
-    except Exception as exc:  # zip, unpickling and storage errors of a damaged or foreign file
-        if not isinstance(exc, LOAD_ERRORS) and type(exc).__name__ != "UnpicklingError":
-            raise
+    except LOAD_ERRORS as exc:  # zip, unpickling and storage errors of a damaged or foreign file
         raise CheckpointError(f"checkpoint {name} {_diagnose(exc)}") from None
     version = state.get("format_version") if isinstance(state, dict) else None
     if version not in READABLE_FORMATS:

@@ -304,6 +304,7 @@ class Trainer:
                 done = self.nimg >= total_nimg
                 stopped_by, time_due = interrupt.agree(
                     self.world, stops.signum, time.monotonic() - last_snapshot >= snapshot_seconds)
+                stopped_by = None if done else stopped_by  # a signal on the last step: done
                 if monitor is not None:
                     monitor.advance(self.nimg / 1000, {
                         "lod": f"{phase.lod:.2f}", "px": phase.resolution,
@@ -318,11 +319,11 @@ class Trainer:
                         or self.nimg // snapshot_every > before // snapshot_every):
                     written = self.snapshot(final=bool(done or stopped_by))
                     last_snapshot = time.monotonic()
-                    if written[0] is not None:
+                    if written[0] is not None:  # rank 0, and the write worked
                         path, grid = written
-                    if monitor is not None and written[0] is not None:
-                        monitor.record({"event": "snapshot", "nimg": self.nimg,
-                                        "checkpoint": str(path), "samples": str(grid)})
+                        if monitor is not None:
+                            monitor.record({"event": "snapshot", "nimg": self.nimg,
+                                            "checkpoint": str(path), "samples": str(grid)})
         summary = {"nimg": self.nimg, "kimg": self.nimg / 1000, "steps": self.step,
                    "skipped_steps": self.skipped_steps, "seconds": round(self.elapsed, 2),
                    "checkpoint": str(path) if path else None,

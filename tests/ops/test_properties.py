@@ -319,7 +319,7 @@ def test_drawn_noise_is_the_seeded_map(spec):
             torch.manual_seed(spec["seed"])
             noise = ops.noise_inject(torch.zeros(n, 1, h, w), torch.ones(1))
             drawn = run_seeded(op, args, spec["seed"])
-            given_map = run_seeded(lambda *a: op(*a, noise), args, spec["seed"])
+            given_map = run_seeded(lambda *a, noise=noise: op(*a, noise), args, spec["seed"])
         for got, want in zip(drawn, given_map):
             torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
 

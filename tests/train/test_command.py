@@ -69,7 +69,7 @@ def test_resume_and_ckpt_of_a_run_skip_its_damaged_newest_checkpoint(tmp_path, c
     out = tmp_path / "run"
     assert cli.main(["train", *TINY_ARGS, "--out", str(out), "--kimg", "0.008",
                      "--snapshot-kimg", "0.004", "--keep-checkpoints", "0"]) == 0
-    older, newest = checkpoint.list_checkpoints(out)
+    _, newest = checkpoint.list_checkpoints(out)
     newest.write_bytes(newest.read_bytes()[:1000])
     capsys.readouterr()
     assert cli.main(["generate", "--ckpt", str(out), "--seeds", "0", "--out",

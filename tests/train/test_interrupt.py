@@ -15,7 +15,7 @@ from stylegan_fast.train import checkpoint, loop, train
 
 from .helpers import assert_state_dicts_equal, flat, tiny_config
 
-COMMON = dict(kimg=0.032, snapshot_kimg=0.016, keep_checkpoints=0)  # 8 steps of 4 images
+COMMON = {"kimg": 0.032, "snapshot_kimg": 0.016, "keep_checkpoints": 0}  # 8 steps of 4 images
 
 
 def signal_at_steps(monkeypatch, signals: dict) -> None:
