@@ -9,7 +9,8 @@ size acts equally on every layer::
 
 ``fan_in`` is in_features, or in_channels * k * k. The bias and activation go through
 :func:`stylegan_fast.ops.bias_act` (dim 1, leaky-ReLU slope 0.2, no output gain), so second
-derivatives (R1) flow through the fused op.
+derivatives (R1) flow through the fused op; the convolutions run as
+:func:`stylegan_fast.nn.resample.conv2d` (cheap derivatives of every order, see there).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import bias_act
-from .resample import downconv2d, upconv2d
+from .resample import conv2d, downconv2d, upconv2d
 
 LRELU_SLOPE = 0.2
 SQRT2 = math.sqrt(2.0)
@@ -99,7 +100,7 @@ class Conv2d(nn.Module):
         elif self.down:
             y = downconv2d(x, w, self.fused_resample)
         else:
-            y = F.conv2d(x, w, padding=self.kernel_size // 2)
+            y = conv2d(x, w, padding=self.kernel_size // 2)
         return apply_bias_act(y, self.bias, self.lrmul, self.act)
 
     def extra_repr(self) -> str:

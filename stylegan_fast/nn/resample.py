@@ -15,6 +15,11 @@ stride-2 transposed convolution with the (k+1) x (k+1) kernel obtained by flippi
 one on every side and summing its four 1-pixel shifts. Fused down-conv: a k x k convolution (padding
 k // 2) followed by 2x2 box averaging equals a stride-2 convolution with the (k+1) x (k+1) kernel
 obtained by padding w and summing its four shifts, times 0.25. Both hold exactly for odd k.
+
+Every convolution runs as :func:`stylegan_fast.ops.conv2d` / ``conv_transpose2d`` (the same
+function, with derivatives of every order built from convolutions with the layer's own kernel:
+R1's double backward without PyTorch's feature-map-sized kernels), except on the ``eager``
+backend, which keeps ``F.conv2d`` / ``F.conv_transpose2d`` as the baseline.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import ops
-from ..ops.backends import EAGER, resolve_backend
+from ..ops.backends import EAGER, eager_requested, resolve_backend
 
 BLUR_TAPS = (1.0, 2.0, 1.0)
 
@@ -74,6 +79,17 @@ def downsample2d(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, 2)
 
 
+def conv2d(x: torch.Tensor, weight: torch.Tensor, **kwargs) -> torch.Tensor:
+    """:func:`stylegan_fast.ops.conv2d` (``F.conv2d`` on the ``eager`` backend)."""
+    return (F.conv2d if eager_requested() else ops.conv2d)(x, weight, **kwargs)
+
+
+def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, **kwargs) -> torch.Tensor:
+    """:func:`stylegan_fast.ops.conv_transpose2d` (``F.conv_transpose2d`` on ``eager``)."""
+    return (F.conv_transpose2d if eager_requested() else ops.conv_transpose2d)(x, weight,
+                                                                               **kwargs)
+
+
 def _sum_of_shifts(weight: torch.Tensor) -> torch.Tensor:
     """Pad [.., k, k] by one on every side and sum its four 1-pixel shifts -> [.., k+1, k+1]."""
     w = F.pad(weight, (1, 1, 1, 1))
@@ -96,16 +112,16 @@ def upconv2d(x: torch.Tensor, weight: torch.Tensor, fused: bool) -> torch.Tensor
     """conv2d(upsample2d(x), weight, padding=k // 2), as one transposed conv when ``fused``."""
     k = weight.shape[-1]
     if fused:
-        return F.conv_transpose2d(x, fused_upconv_weight(weight), stride=2, padding=k // 2)
-    return F.conv2d(upsample2d(x), weight, padding=k // 2)
+        return conv_transpose2d(x, fused_upconv_weight(weight), stride=2, padding=k // 2)
+    return conv2d(upsample2d(x), weight, padding=k // 2)
 
 
 def downconv2d(x: torch.Tensor, weight: torch.Tensor, fused: bool) -> torch.Tensor:
     """downsample2d(conv2d(x, weight, padding=k // 2)), as one stride-2 conv when ``fused``."""
     k = weight.shape[-1]
     if fused:
-        return F.conv2d(x, fused_downconv_weight(weight), stride=2, padding=k // 2)
-    return downsample2d(F.conv2d(x, weight, padding=k // 2))
+        return conv2d(x, fused_downconv_weight(weight), stride=2, padding=k // 2)
+    return downsample2d(conv2d(x, weight, padding=k // 2))
 
 
 class Blur(nn.Module):

@@ -1,5 +1,5 @@
 """Fused StyleGAN epilogue ops and upfirdn2d resampling, each with selectable backends
-(see :mod:`.backends`)."""
+(see :mod:`.backends`), and convolutions with a cheap second derivative (:mod:`.conv2d`)."""
 from .adain import adain, adain_reference
 from .backends import (
                        BackendStatus,
@@ -11,6 +11,7 @@ from .backends import (
                        use_backend,
 )
 from .bias_act import bias_act, bias_act_reference
+from .conv2d import conv2d, conv_transpose2d, no_weight_gradients, weight_gradients_disabled
 from .noise_inject import noise_inject, noise_inject_reference
 from .style_epilogue import style_epilogue, style_epilogue_reference
 from .upfirdn2d import (
@@ -30,8 +31,11 @@ __all__ = [
                        "available_backends",
                        "bias_act",
                        "bias_act_reference",
+                       "conv2d",
+                       "conv_transpose2d",
                        "downsample2d",
                        "filter2d",
+                       "no_weight_gradients",
                        "noise_inject",
                        "noise_inject_reference",
                        "register_backend",
@@ -44,4 +48,5 @@ __all__ = [
                        "upfirdn2d_reference",
                        "upsample2d",
                        "use_backend",
+                       "weight_gradients_disabled",
 ]

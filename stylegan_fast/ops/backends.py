@@ -207,6 +207,12 @@ def requested_backend() -> str:
     return os.environ.get(ENV_VAR, AUTO)
 
 
+def eager_requested() -> bool:
+    """Whether the ``eager`` baseline is asked for right now (``use_backend('eager')`` or the env
+    var): layers then keep their plain-PyTorch formulation (``F.conv2d``, ...)."""
+    return _is_eager(requested_backend())
+
+
 def resolve_backend(op: str, device: torch.device) -> str:
     """The backend that runs ``op`` for tensors on ``device`` (raises if an explicit one can't)."""
     return _choose(op, device.type, requested_backend())
@@ -256,6 +262,11 @@ def _choose(op: str, device_type: str, requested: str) -> str:
         skipped.append((name, reason))
     raise BackendUnavailableError(f"no backend can run {op} on {device_type}: " +
                                   "; ".join(f"{n}: {r}" for n, r in skipped))
+
+
+@_constant_for_compile
+def _is_eager(requested: str) -> bool:
+    return _check_name(requested, "use_backend(name)" if _OVERRIDES else ENV_VAR) == EAGER
 
 
 def _shape_only_backend(requested: str) -> str:

@@ -7,7 +7,9 @@ For D's scores s = D(x) (logits), per sample::
     R1       gamma / 2 * ||d D(x_real) / d x_real||^2   (squared L2 over C, H, W)
 
 R1 is a gradient penalty, so its own gradient needs D's second derivative (``create_graph``):
-it flows through the fused ops' double backward. Lazy R1 evaluates the penalty on every
+it flows through the fused ops' double backward. The first pass (the gradient w.r.t. the images)
+runs inside :func:`stylegan_fast.ops.no_weight_gradients`: its convolutions compute no weight
+gradient there, and the penalty's backward still reaches every weight. Lazy R1 evaluates the penalty on every
 ``interval``-th D step only and multiplies it by ``interval``, keeping its average weight.
 Every function returns per-sample values [N] in float32 (float64 for float64 scores).
 """
@@ -18,6 +20,8 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from ..ops import no_weight_gradients
 
 
 def _wide(t: torch.Tensor) -> torch.Tensor:
@@ -47,7 +51,9 @@ def r1_penalty(D: Callable[[torch.Tensor], torch.Tensor], reals: torch.Tensor,
     reals = reals.detach().requires_grad_(True)
     with autocast:
         scores = D(reals)
-    (grad,) = torch.autograd.grad(_wide(scores).sum() * loss_scale, reals, create_graph=True)
+    with no_weight_gradients():
+        (grad,) = torch.autograd.grad(_wide(scores).sum() * loss_scale, reals,
+                                      create_graph=True)
     grad = _wide(grad) / loss_scale
     return scores, grad.square().sum(dim=[1, 2, 3])
 
