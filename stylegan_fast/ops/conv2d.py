@@ -172,7 +172,8 @@ def _pair(value) -> Optional[tuple]:
 def _autocast(x, weight, bias):
     """The operands as autocast would pass them to F.conv2d (unchanged outside autocast)."""
     device_type = x.device.type
-    if not torch.is_autocast_enabled(device_type):
+    if (not torch.amp.is_autocast_available(device_type)
+            or not torch.is_autocast_enabled(device_type)):
         return x, weight, bias
     dtype = torch.get_autocast_dtype(device_type)
 
