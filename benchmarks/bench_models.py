@@ -23,7 +23,7 @@ from stylegan_fast import cli
 from stylegan_fast.bench import max_batch, model_bench
 from stylegan_fast.bench.baselines import BASELINES, default_backends
 from stylegan_fast.bench.model_cases import MODEL_OPS, PRESETS, ModelCase, make_model_cases
-from stylegan_fast.bench.model_steps import Generation, TrainingStep
+from stylegan_fast.bench.model_steps import Generation, TrainingStep, prepare_step
 from stylegan_fast.bench.records import append_jsonl, fill_speedups, load_records
 from stylegan_fast.bench.runner import default_preset
 from stylegan_fast.bench.timing import allocated_bytes, default_device, synchronize
@@ -66,7 +66,7 @@ def trained_parameters(run) -> dict:
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 def test_model_benchmark(benchmark, case):
     baseline = allocated_bytes(DEVICE)
-    run = model_bench.prepare_model(case)
+    run = prepare_step(case)
     if case.op == "train_step":
         run()  # one step, so that we know which parameters train
         before = {name: p.detach().clone() for name, p in trained_parameters(run).items()}

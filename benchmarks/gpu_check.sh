@@ -9,8 +9,8 @@
 # timeout and log file in OUTDIR, and a failing step does not stop the next. The whole script stays
 # under TOTAL_SECONDS (default 470, under 8 minutes). Exits non-zero if the tests failed.
 #
-# Results in OUTDIR: ops.jsonl, clusters.jsonl, models.jsonl (max_batch.jsonl), bench.png and a
-# log per step.
+# Results in OUTDIR: ops.jsonl, clusters.jsonl, models.jsonl (max_batch.jsonl, r1_step.jsonl),
+# bench.png and a log per step.
 #
 # Environment: GPU_CHECK_PRESET (bench preset, default gpu; smoke for a CPU try-out),
 #              TOTAL_SECONDS (overall limit), GPU_CHECK_WORKERS (pytest-xdist workers for the
@@ -26,7 +26,13 @@
 #              187 s on 14 workers on an H200), GPU_CHECK_MAX_BATCH=1 (also search the largest 1024 px batch within 16/24 GiB;
 #              several minutes: give it TOTAL_SECONDS to spare), GPU_CHECK_MAX_BATCH_ARGS (its
 #              `bench --max-batch` flags, default "--dtypes bfloat16"), GPU_CHECK_SKIP (step
-#              names to skip, e.g. "clusters bench-epilogue" for a rerun that has them already).
+#              names to skip, e.g. "clusters bench-epilogue" for a rerun that has them already),
+#              GPU_CHECK_R1=1 (what R1 costs: benchmarks/r1_step.py, the training step and D's R1
+#              step at 256 px, batch 16, bfloat16, official networks, every backend and each on
+#              PyTorch's convolutions (X+F.conv2d), before the op benches; and the model bench
+#              with GPU_CHECK_R1_MODEL_ARGS, default "--r1-interval 1,16 --conv-census": R1
+#              every step and lazy every 16th, and every convolution's kernel),
+#              GPU_CHECK_R1_ARGS (more r1_step.py flags, e.g. "--resolutions 256,1024").
 set -u
 
 OUTDIR="${1:-${OUT:-}}"
@@ -128,6 +134,17 @@ budget_for() {  # budget_for PERCENT MAX: seconds for the next bench, at least 1
     if [ "$budget" -lt 1 ]; then budget=1; fi
     echo "$budget"
 }
+MODEL_R1_ARGS=""
+if [ "${GPU_CHECK_R1:-0}" = "1" ]; then
+    # What R1 costs, asked for first: each backend against eager, and against itself on
+    # PyTorch's convolutions (whose double backward builds feature-map-sized kernels).
+    BUDGET=$(budget_for 30 150)
+    # shellcheck disable=SC2086  # GPU_CHECK_R1_ARGS is a list of flags
+    run_step r1-step $((BUDGET + 60)) r1-step.log python3 benchmarks/r1_step.py \
+        --resolutions 256 --batch 16 --channel-max 512 --dtype bfloat16 --device cuda \
+        --jsonl "$OUTDIR/r1_step.jsonl" --budget-seconds "$BUDGET" ${GPU_CHECK_R1_ARGS:-}
+    MODEL_R1_ARGS="${GPU_CHECK_R1_MODEL_ARGS:---r1-interval 1,16 --conv-census}"
+fi
 BUDGET=$(budget_for 30 150)
 run_step bench-epilogue $((BUDGET + 60)) bench-epilogue.log python3 -m stylegan_fast.cli bench \
     --preset "$PRESET" --ops style_epilogue --jsonl "$OUTDIR/ops.jsonl" --budget-seconds "$BUDGET"
@@ -144,10 +161,10 @@ run_step bench $((BUDGET + 60)) bench.log python3 -m stylegan_fast.cli bench --p
     --ops bias_act,noise_inject,adain --jsonl "$OUTDIR/ops.jsonl" --budget-seconds "$BUDGET" \
     ${GPU_CHECK_OP_ARGS:-}
 BUDGET=$(budget_for 100 300)
-# shellcheck disable=SC2086  # GPU_CHECK_MODEL_ARGS is a list of flags
+# shellcheck disable=SC2086  # GPU_CHECK_MODEL_ARGS, MODEL_R1_ARGS are lists of flags
 run_step models $((BUDGET + 60)) models.log python3 -m stylegan_fast.cli bench --model \
     --preset "$PRESET" --jsonl "$OUTDIR/models.jsonl" --budget-seconds "$BUDGET" \
-    ${GPU_CHECK_MODEL_ARGS:-}
+    ${MODEL_R1_ARGS} ${GPU_CHECK_MODEL_ARGS:-}
 if [ "${GPU_CHECK_MAX_BATCH:-0}" = "1" ]; then
     BUDGET=$(budget_for 100 400)
     # shellcheck disable=SC2086  # GPU_CHECK_MAX_BATCH_ARGS is a list of flags
@@ -183,11 +200,22 @@ if [ -f "$OUTDIR/clusters.log" ]; then
     echo "== cluster kernels vs two sweeps (tail of clusters.log)"
     tail -n 52 "$OUTDIR/clusters.log"
 fi
+if [ -f "$OUTDIR/r1-step.log" ]; then
+    echo
+    echo "== R1 steps per backend, and on PyTorch's convolutions (tail of r1-step.log)"
+    tail -n 20 "$OUTDIR/r1-step.log"
+fi
 for log in models.log max-batch.log; do
     if [ -f "$OUTDIR/$log" ]; then
         echo
         echo "== model benchmark table (tail of $log)"
-        tail -n 25 "$OUTDIR/$log"
+        # With --conv-census the census tables follow the model table: show both.
+        if [ "$log" = models.log ] && grep -q "^convolution census" "$OUTDIR/$log"; then
+            sed '/^convolution census/,$d' "$OUTDIR/$log" | tail -n 40
+            sed -n '/^convolution census/,$p' "$OUTDIR/$log" | tail -n 150
+        else
+            tail -n 25 "$OUTDIR/$log"
+        fi
     fi
 done
 if [ "$TESTS_RC" -ne 0 ]; then

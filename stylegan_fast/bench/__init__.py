@@ -12,7 +12,10 @@ Modules, each importing only those listed before it (tests/test_imports.py check
 * :mod:`.traffic_meter`: counting the bytes Triton kernels move, in Triton's interpreter;
 * :mod:`.traffic`: bytes moved per op against its minimum (``stylegan-fast bench --traffic``);
 * :mod:`.model_cases`: the model benchmark's cases, networks and presets;
-* :mod:`.model_steps`: what the model benchmark runs: a training step and generation;
+* :mod:`.model_steps`: what the model benchmark runs: a training step (R1 every step or lazy),
+  D's R1 step alone, and generation;
+* :mod:`.conv_census`: every convolution of a step, its kind and kernel, flagged where the kernel
+  exceeds the layers' (``--model --conv-census``; ``python -m stylegan_fast.bench.conv_census``);
 * :mod:`.model_bench`: the model benchmark (``stylegan-fast bench --model``);
 * :mod:`.max_batch`: the largest batch that trains within a memory cap (``--max-batch``);
 * :mod:`.plot`: bar charts of result files (``--plot``);

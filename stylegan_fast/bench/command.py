@@ -22,12 +22,17 @@ def _parsed_list(parse):
     return parse_list
 
 
-def _resolution(text: str) -> int:
-    """A resolution in px (the models check which ones they support)."""
-    try:
-        return number(int, positive=True)(text)
-    except argparse.ArgumentTypeError as exc:
-        raise ValueError(f"resolution: {exc}") from None
+def _positive_int(what: str):
+    """A parse function for :func:`_parsed_list`: an int > 0, its error naming ``what``."""
+    def parse(text: str) -> int:
+        try:
+            return number(int, positive=True)(text)
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(f"{what}: {exc}") from None
+    return parse
+
+
+_resolution = _positive_int("resolution")  # in px (the models check which ones they support)
 
 
 def _device(text: str):
@@ -50,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=_device,
                         help="cuda, cuda:1, cpu (default, or auto: cuda if available)")
     parser.add_argument("--reps", type=number(int, positive=True),
-                        help="timed reps per case (median reported)")
+                        help="timed reps per case (median reported; with --model: steps, "
+                             "a lazy-R1 call counting as N)")
     parser.add_argument("--warmup", type=number(int, minimum=0), help="untimed reps before timing")
     parser.add_argument("--jsonl", help="append one JSON record per case to this file")
     parser.add_argument("--budget-seconds", type=number(float, minimum=0),
@@ -72,6 +78,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma list of px for --model / --max-batch (e.g. 256,1024)")
     models.add_argument("--batch", type=number(int, positive=True),
                         help="batch per step for --model (default: preset's)")
+    models.add_argument("--r1-interval", type=_parsed_list(_positive_int("R1 interval")),
+                        metavar="N[,N...]",
+                        help="with --model: lazy R1 as the trainer's --r1-interval, the penalty "
+                             "(times N) on every N-th step: mode train+r1/N, one timed call runs "
+                             "N steps, ms and img/s per step; a comma list (1,16) times each "
+                             "(default: 1, R1 every step)")
+    models.add_argument("--conv-census", action="store_true",
+                        help="with --model: record every convolution of one more call of each "
+                             "training case (kind, kernel size, MACs; flagged where the kernel "
+                             "exceeds the layers'), print the table per backend and add "
+                             "conv_census_* fields to the record (stylegan_fast/bench/"
+                             "conv_census.py; works on CPU)")
     models.add_argument("--ckpt", metavar="FILE",
                         help="with --model: time inference (images/s per backend and dtype) of "
                              "this generator at its resolution: a checkpoint, a run folder or an "
@@ -95,6 +113,9 @@ def main(args: argparse.Namespace) -> int:
         return traffic.main(args)
     if getattr(args, "ckpt", None) and (not args.model or args.max_batch):
         raise UserError("--ckpt times inference with --model (not --max-batch or the ops)")
+    for flag in ("r1_interval", "conv_census"):
+        if getattr(args, flag, None) and not args.model:
+            raise UserError(f"--{flag.replace('_', '-')} is for the model benchmark (--model)")
     if not (args.model or args.max_batch):
         from . import op_bench
 

@@ -3,19 +3,25 @@
 Cases (:mod:`.model_cases`, run as :mod:`.model_steps` describes):
 
 * ``train_step`` (mode ``train``): one training step of G and D with R1, Adam and G_ema;
+  with ``--r1-interval N`` (lazy R1, mode ``train+r1/N``) N steps per timed call, R1 on the first
+  (weighted by N), reported per step: ms = the call's median / N, images/s = N * batch / median;
 * ``generate`` (mode ``infer``): one batch of ``G(z)`` in eval mode.
 
-Reported: the median time of ``reps`` steps after ``warmup`` (CUDA events on a GPU), images/s =
-batch / median, and on CUDA the peak memory of one step beyond what was allocated before the case
+Reported: the median time of ``reps`` steps after ``warmup`` (CUDA events on a GPU; a lazy-R1
+case times ceil(reps / N) calls of N steps), images/s = batch / median, and on CUDA the peak
+memory of one call (lazy R1: over its N steps) beyond what was allocated before the case
 built its networks (so weights, optimizer state, EMA and activations all count). ``compile``
 runs after all other backends: compiling the networks takes minutes, so a time budget cuts it
-first; the other backends' speedups over it are printed at the end.
+first; the other backends' speedups over it are printed at the end. ``--conv-census`` records
+the convolutions of one more call of each training case (:mod:`.conv_census`): its table is
+printed at the end, and its ``conv_census_*`` fields go into the record.
 """
 from __future__ import annotations
 
 import argparse
 import gc
 import json
+import math
 import statistics
 from typing import Optional
 
@@ -24,6 +30,7 @@ import torch
 from ..errors import UserError
 from ..models import num_levels
 from .baselines import check_available, default_backends, known_backends
+from .conv_census import census, census_fields, format_census, layer_kernel
 from .model_cases import (
     MODEL_DTYPES,
     MODEL_OPS,
@@ -33,7 +40,7 @@ from .model_cases import (
     make_model_cases,
     trained_generator,
 )
-from .model_steps import Generation, TrainingStep
+from .model_steps import prepare_step
 from .records import measure_or_error, new_record
 from .runner import (
     default_preset,
@@ -43,12 +50,12 @@ from .runner import (
     run_cases,
     select,
 )
-from .table import CASE_COLUMNS, SPEEDUP_COLUMNS, Column
+from .table import CASE_COLUMNS, SPEEDUP_COLUMNS, Column, with_widths
 from .timing import allocated_bytes, peak_memory_mib, time_reps_ms
 
-COLUMNS = CASE_COLUMNS + (Column("ms", 10, "median_ms", ".2f"),
-                          Column("img/s", 9, "images_per_s", ".1f"),
-                          Column("MiB", 9, "peak_mem_mb", ".0f")) + SPEEDUP_COLUMNS
+COLUMNS = with_widths(CASE_COLUMNS, mode=11) + (  # mode: up to "train+r1/16"
+    Column("ms", 10, "median_ms", ".2f"), Column("img/s", 9, "images_per_s", ".1f"),
+    Column("MiB", 9, "peak_mem_mb", ".0f")) + SPEEDUP_COLUMNS
 
 
 def speedups_over_compile(records: list) -> list[str]:
@@ -63,10 +70,6 @@ def speedups_over_compile(records: list) -> list[str]:
             if r["backend"] != "compile" and r["median_ms"] and group(r) in compile_ms]
 
 
-def prepare_model(case: ModelCase, compiler: str = "inductor"):
-    return (TrainingStep if case.op == "train_step" else Generation)(case, compiler)
-
-
 def release_memory(device: str, compiled_models: bool) -> None:
     """Free what a finished case left behind (compiled graphs hold on to their models)."""
     if compiled_models:
@@ -76,25 +79,49 @@ def release_memory(device: str, compiled_models: bool) -> None:
         torch.cuda.empty_cache()
 
 
+def calls_for(steps: int, case: ModelCase) -> int:
+    """Calls of a case's step that run at least ``steps`` steps (a lazy-R1 call runs N)."""
+    return math.ceil(steps / case.steps_per_call)
+
+
 def measure_model(case: ModelCase, run, reps: int, warmup: int,
                   baseline_bytes: Optional[int] = None) -> dict:
-    """Time ``run`` (a :class:`TrainingStep` or :class:`Generation`) and return the record;
-    raises if its outputs are not finite."""
-    times = time_reps_ms(run, lambda: None, case.device, warmup, reps)
+    """Time ``run`` (a step of :mod:`.model_steps`) over at least ``reps`` steps after
+    ``warmup`` and return the record, with the time per step (a call's median /
+    ``case.steps_per_call``); raises if its outputs are not finite."""
+    times = time_reps_ms(run, lambda: None, case.device, calls_for(warmup, case),
+                         calls_for(reps, case))
     peak = peak_memory_mib(run, lambda: None, case.device, baseline_bytes)
     run.check()
-    median_ms = statistics.median(times)
+    median_ms = statistics.median(times) / case.steps_per_call
     record = new_record(case)
     record.update(median_ms=median_ms, images_per_s=case.batch / (median_ms * 1e-3),
                   peak_mem_mb=peak, networks=case.networks.describe())
     return record
 
 
-def run_model_case(case: ModelCase, reps: int, warmup: int) -> dict:
-    """Prepare, measure and release one case; a failing case comes back with ``error``."""
+def take_census(case: ModelCase, run, record: dict, tables: list) -> None:
+    """The convolutions of one more call of ``run``: their fields into ``record``, their table
+    onto ``tables``."""
+    calls = census(run)
+    bound = layer_kernel(*run.models)
+    record.update(census_fields(calls, bound))
+    steps = f"{case.steps_per_call} steps" if case.steps_per_call > 1 else "one step"
+    tables.append(format_census(calls, bound, f"{case.name}: {len(calls)} convolutions in "
+                                               f"{steps}"))
+
+
+def run_model_case(case: ModelCase, reps: int, warmup: int,
+                   census_tables: Optional[list] = None) -> dict:
+    """Prepare, measure and release one case; a failing case comes back with ``error``. With
+    ``census_tables`` (a list), a training case also gets its convolution census."""
     def prepare_and_measure():
         baseline = allocated_bytes(case.device)
-        return measure_model(case, prepare_model(case), reps, warmup, baseline)
+        run = prepare_step(case)
+        record = measure_model(case, run, reps, warmup, baseline)
+        if census_tables is not None and case.op == "train_step":
+            take_census(case, run, record, census_tables)
+        return record
     try:
         record = measure_or_error(case, prepare_and_measure)
     finally:
@@ -111,6 +138,7 @@ def _selection(args: argparse.Namespace, device: str):
         if getattr(args, flag):
             raise UserError(f"--{flag} is for the op benchmark; with --model use --resolutions "
                              f"and --batch")
+    r1_intervals = getattr(args, "r1_interval", None) or [1]
     backends = args.backends or [b for b in default_backends(device)
                                  if b != "compile" or preset.compile_by_default]
     unknown = [b for b in backends if b not in known_backends(device)]
@@ -127,6 +155,9 @@ def _selection(args: argparse.Namespace, device: str):
         if args.resolutions and args.resolutions != [G.resolution]:
             raise UserError(f"--ckpt {args.ckpt} is a {G.resolution} px generator; drop "
                              f"--resolutions")
+        if r1_intervals != [1] or getattr(args, "conv_census", False):
+            raise UserError("--ckpt times inference only: --r1-interval and --conv-census are "
+                             "for the training step")
         op_names, resolutions = ("generate",), [G.resolution]
         networks = Networks(latent_dim=G.z_dim, checkpoint=args.ckpt)
     for res in resolutions:
@@ -137,7 +168,8 @@ def _selection(args: argparse.Namespace, device: str):
     batch = {res: args.batch if args.batch is not None else preset.batch.get(res, 4)
              for res in resolutions}
     reps, warmup = reps_and_warmup(args, preset)
-    cases = make_model_cases(op_names, backends, dtypes, resolutions, batch, device, networks)
+    cases = make_model_cases(op_names, backends, dtypes, resolutions, batch, device, networks,
+                             list(dict.fromkeys(r1_intervals)))
     return cases, reps, warmup
 
 
@@ -150,9 +182,15 @@ def main(args: argparse.Namespace) -> int:
         print("note: `compile` is not in this preset's default backends (inductor takes "
               "about a minute to compile the models on a small CPU): add --backends "
               "eager,compile")
-    records = run_cases(cases, lambda case: run_model_case(case, reps, warmup), args, COLUMNS)
+    census_tables = [] if getattr(args, "conv_census", False) else None
+    records = run_cases(cases, lambda case: run_model_case(case, reps, warmup, census_tables),
+                        args, COLUMNS)
     lines = speedups_over_compile(records)
     if lines:
         print("\nspeedup over compile (measured after the other backends):")
         print("\n".join(lines))
+    if census_tables:
+        print("\nconvolution census: every convolution of one more call of each training case "
+              "(stylegan_fast/bench/conv_census.py)")
+        print("\n\n".join(census_tables))
     return exit_status(records)

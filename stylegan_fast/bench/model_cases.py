@@ -2,7 +2,10 @@
 
 ``shape`` of a model case is ``[batch, resolution]``; ``networks`` the sizes of G and D (the
 official StyleGAN1 configuration, or the smoke preset's tiny networks), or a trained generator
-(``--ckpt``: our checkpoint or an official StyleGAN1 pickle; generation only).
+(``--ckpt``: our checkpoint or an official StyleGAN1 pickle; generation only). A training step
+with lazy R1 (``r1_interval`` N > 1, mode ``train+r1/N``) runs N steps per call, the penalty on
+the first; its time is reported per step. ``d_r1_step`` (D on reals with R1 only, mode ``d+r1``)
+is not a case of ``bench --model``: the convolution census and ``benchmarks/r1_step.py`` run it.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from ..models import Discriminator, Generator
 from .baselines import BASELINES
 
 MODEL_OPS = ("train_step", "generate")
-MODES = {"train_step": "train", "generate": "infer"}
+MODES = {"train_step": "train", "generate": "infer", "d_r1_step": "d+r1"}
 MODEL_DTYPES = ("float32", "bfloat16")  # float16 training would need a gradient scaler
 
 
@@ -89,13 +92,22 @@ class ModelCase:
     batch: int
     device: str
     networks: Networks = field(default_factory=Networks)
+    r1_interval: int = 1  # train_step: R1 on every r1_interval-th step (lazy R1)
 
     @property
     def shape(self) -> tuple:
         return (self.batch, self.resolution)
 
     @property
+    def steps_per_call(self) -> int:
+        """Training steps one call runs: ``r1_interval`` for a training step (so that every
+        call holds one R1 step), else 1."""
+        return self.r1_interval if self.op == "train_step" else 1
+
+    @property
     def mode(self) -> str:
+        if self.steps_per_call > 1:
+            return f"{MODES[self.op]}+r1/{self.r1_interval}"
         return MODES[self.op]
 
     @property
@@ -105,18 +117,22 @@ class ModelCase:
 
     @property
     def name(self) -> str:
-        return f"{self.op}-{self.backend}-{self.dtype}-{self.batch}x{self.resolution}px"
+        lazy = f"-r1every{self.r1_interval}" if self.steps_per_call > 1 else ""
+        return f"{self.op}-{self.backend}-{self.dtype}-{self.batch}x{self.resolution}px{lazy}"
 
 
 def make_model_cases(op_names, backends, dtypes, resolutions, batch: dict, device: str,
-                     networks: Networks) -> list[ModelCase]:
-    """Every combination, by resolution, dtype and op, ``eager`` first in each group;
-    ``compile`` after all the others: compiling the models takes minutes, so a time budget cuts
-    it first (the model benchmark prints the others' speedups over it at the end)."""
+                     networks: Networks, r1_intervals=(1,)) -> list[ModelCase]:
+    """Every combination, by resolution, dtype and op (a training step once per R1 interval),
+    ``eager`` first in each group; ``compile`` after all the others: compiling the models takes
+    minutes, so a time budget cuts it first (the model benchmark prints the others' speedups over
+    it at the end)."""
     eager, compile_ = BASELINES
     in_order = [eager] * (eager in backends) + [b for b in dict.fromkeys(backends)
                                                 if b not in BASELINES]
-    return [ModelCase(op, backend, dtype, res, batch[res], device, networks)
+    variants = [(op, interval) for op in op_names
+                for interval in (r1_intervals if op == "train_step" else (1,))]
+    return [ModelCase(op, backend, dtype, res, batch[res], device, networks, interval)
             for at_end in (False, True) for res in resolutions for dtype in dtypes
-            for op in op_names for backend in ([compile_] * (compile_ in backends) if at_end
-                                               else in_order)]
+            for op, interval in variants
+            for backend in ([compile_] * (compile_ in backends) if at_end else in_order)]

@@ -8,9 +8,15 @@ do not support double backward), and any other name the models' ops on that back
 :class:`TrainingStep`: one step on a fixed batch of random reals, without data loading. D step:
 fakes from G without grad, logistic loss, R1 (gamma 10, every step) on the reals, Adam; G step:
 non-saturating loss through the frozen D, Adam; then the G_ema update. Losses, EMA and Adam
-settings come from :mod:`stylegan_fast.train`. Style mixing on, random noise.
+settings come from :mod:`stylegan_fast.train`. Style mixing on, random noise. With lazy R1
+(the case's ``r1_interval`` N > 1) one call runs N such steps, R1 on the first only and weighted
+by N (:func:`stylegan_fast.train.loss.r1_weight`, as the trainer does); the other D steps score
+the reals without it.
+:class:`DiscriminatorR1Step`: D's share of R1 alone: D(reals), the penalty and the backward of
+the reals' logistic loss plus the penalty (no fakes, no G, no optimizer step).
 :class:`Generation`: ``G(z)`` in eval mode without grad (truncation psi 0.7, random noise).
 ``bfloat16`` runs the forward passes under ``torch.autocast``; weights and Adam state stay float32.
+Each has ``models`` (its networks, for :func:`.conv_census.layer_kernel`) and ``check()``.
 """
 from __future__ import annotations
 
@@ -19,10 +25,11 @@ import functools
 from typing import Callable, Optional
 
 import torch
+import torch.nn.functional as F
 
 from ..train.ema import make_ema, update_ema
-from ..train.loop import ADAM_BETAS, ADAM_EPS
-from ..train.loss import discriminator_loss, generator_loss, r1_penalty
+from ..train.loss import discriminator_loss, generator_loss, r1_penalty, r1_weight
+from ..train.optim import make_adam
 from ..train.schedule import ema_beta
 from .baselines import backend_context, compiled
 from .model_cases import MODEL_DTYPES, ModelCase
@@ -60,9 +67,17 @@ class _ModelRun:
     def latents(self) -> torch.Tensor:
         return torch.randn(self.case.batch, self.case.networks.latent_dim, device=self.case.device)
 
+    def random_reals(self, seed: int) -> torch.Tensor:
+        """A fixed batch of "real" images, uniform in [-1, 1]."""
+        case = self.case
+        gen = torch.Generator(device=case.device).manual_seed(seed)
+        return torch.rand(case.batch, 3, case.resolution, case.resolution, generator=gen,
+                          device=case.device) * 2 - 1
+
 
 class TrainingStep(_ModelRun):
-    """Calling it runs one training step of G and D (see the module docstring)."""
+    """Calling it runs one training step of G and D (with lazy R1: one R1 interval of steps; see
+    the module docstring)."""
 
     def __init__(self, case: ModelCase, compiler: str = "inductor", seed: int = 0):
         super().__init__(case, compiler, seed)
@@ -70,30 +85,37 @@ class TrainingStep(_ModelRun):
         self.G = case.networks.generator(res).to(device).train()
         self.D = case.networks.discriminator(res).to(device).train()
         self.G_ema = make_ema(self.G)
-        self.opt_G, self.opt_D = (
-            torch.optim.Adam(net.parameters(), lr=LEARNING_RATE, betas=ADAM_BETAS, eps=ADAM_EPS)
-            for net in (self.G, self.D))
-        gen = torch.Generator(device=device).manual_seed(seed)
-        self.reals = torch.rand(case.batch, 3, res, res, generator=gen, device=device) * 2 - 1
+        self.opt_G, self.opt_D = (make_adam(net.parameters(), LEARNING_RATE)
+                                  for net in (self.G, self.D))
+        self.reals = self.random_reals(seed)
         self.G_run, self.D_run = self.runner(self.G), self.runner(self.D)
+        self.models = (self.G, self.D)
         self.ema_beta = ema_beta(case.batch, EMA_KIMG)
         self.losses: Optional[torch.Tensor] = None  # [D loss, G loss] of the last step
 
     def __call__(self) -> None:
-        with self.context():
-            d_loss = self._discriminator_step()
-            g_loss = self._generator_step()
-        update_ema(self.G_ema, self.G, self.ema_beta)
-        self.losses = torch.stack([d_loss.detach(), g_loss.detach()])
+        """``case.steps_per_call`` training steps (one, or with lazy R1 one R1 interval)."""
+        for step in range(self.case.steps_per_call):
+            with self.context():
+                d_loss = self._discriminator_step(r1_weight(R1_GAMMA, self.case.r1_interval,
+                                                            step))
+                g_loss = self._generator_step()
+            update_ema(self.G_ema, self.G, self.ema_beta)
+            self.losses = torch.stack([d_loss.detach(), g_loss.detach()])
 
-    def _discriminator_step(self) -> torch.Tensor:
+    def _discriminator_step(self, r1_scale: float) -> torch.Tensor:
         with torch.no_grad(), self.autocast():
             fakes = self.G_run(self.latents())
         with self.autocast():
             fake_scores = self.D_run(fakes)
-        # The eager D: a compiled graph cannot be differentiated twice.
-        real_scores, r1 = r1_penalty(self.D, self.reals, self.autocast())
-        loss = (discriminator_loss(fake_scores, real_scores) + R1_GAMMA / 2 * r1).mean()
+        if r1_scale:
+            # The eager D: a compiled graph cannot be differentiated twice.
+            real_scores, r1 = r1_penalty(self.D, self.reals, self.autocast())
+            loss = (discriminator_loss(fake_scores, real_scores) + r1_scale * r1).mean()
+        else:
+            with self.autocast():
+                real_scores = self.D_run(self.reals)
+            loss = discriminator_loss(fake_scores, real_scores).mean()
         self.opt_D.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_D.step()
@@ -117,6 +139,31 @@ class TrainingStep(_ModelRun):
             raise FloatingPointError(f"{self.case.name}: losses {self.losses} are not finite")
 
 
+class DiscriminatorR1Step(_ModelRun):
+    """Calling it runs D's share of R1 (see the module docstring) and leaves D's gradients."""
+
+    def __init__(self, case: ModelCase, compiler: str = "inductor", seed: int = 0):
+        super().__init__(case, compiler, seed)
+        self.D = case.networks.discriminator(case.resolution).to(case.device).train()
+        self.models = (self.D,)
+        self.reals = self.random_reals(seed)
+        self.loss: Optional[torch.Tensor] = None
+
+    def __call__(self) -> None:
+        with self.context():
+            # The eager D on every backend: a compiled graph cannot be differentiated twice.
+            real_scores, r1 = r1_penalty(self.D, self.reals, self.autocast())
+            reals_loss = F.softplus(-real_scores.float()).flatten()  # the D loss's real half
+            loss = (reals_loss + R1_GAMMA / 2 * r1).mean()
+            self.D.zero_grad(set_to_none=True)
+            loss.backward()
+        self.loss = loss.detach()
+
+    def check(self) -> None:
+        if self.loss is None or not torch.isfinite(self.loss):
+            raise FloatingPointError(f"{self.case.name}: loss {self.loss} is not finite")
+
+
 class Generation(_ModelRun):
     """Calling it generates one batch of images with G in eval mode."""
 
@@ -125,6 +172,7 @@ class Generation(_ModelRun):
         self.G = case.networks.generator(case.resolution).to(case.device).eval()
         self.G.requires_grad_(False)
         self.G_run = self.runner(self.G)
+        self.models = (self.G,)
         self.output: Optional[torch.Tensor] = None
 
     def images(self, z: torch.Tensor, **kwargs) -> torch.Tensor:
@@ -137,3 +185,11 @@ class Generation(_ModelRun):
     def check(self) -> None:
         if self.output is None or not torch.isfinite(self.output).all():
             raise FloatingPointError(f"{self.case.name}: the images are not finite")
+
+
+STEPS = {"train_step": TrainingStep, "generate": Generation, "d_r1_step": DiscriminatorR1Step}
+
+
+def prepare_step(case: ModelCase, compiler: str = "inductor"):
+    """The step that runs ``case`` (by its ``op``), networks built and on the case's device."""
+    return STEPS[case.op](case, compiler)

@@ -17,6 +17,11 @@ class Column:
     spec: str = ""
 
 
+def with_widths(columns, **widths: int) -> tuple:
+    """``columns`` with the widths of those named by key changed (e.g. ``mode=11``)."""
+    return tuple(Column(c.title, widths.get(c.key, c.width), c.key, c.spec) for c in columns)
+
+
 CASE_COLUMNS = (Column("op", 14, "op"), Column("backend", 8, "backend"),
                 Column("dtype", 8, "dtype"), Column("shape", 16, "shape"),
                 Column("mode", 7, "mode"))

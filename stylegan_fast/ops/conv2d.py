@@ -3,11 +3,14 @@
 ``F.conv2d`` / ``F.conv_transpose2d``'s forward and semantics, with an autograd in which every
 derivative, of any order, is again an ordinary convolution with the layer's own kernel or
 PyTorch's weight-gradient kernel. For y = conv(x, w) + b (``conv`` a plain or transposed
-convolution with stride s, padding p, dilation d, groups g)::
+convolution with stride s, padding p, dilation d, groups g, and for a transposed one output
+padding q)::
 
     dx = conv*(dy, w)            the opposite kind (plain <-> transposed), same w, s, p, d, g;
-                                 a strided plain conv's adjoint takes the output padding
-                                 in - (out - 1) s + 2 p - d (k - 1) - 1 per axis
+                                 a plain conv's adjoint takes the output padding
+                                 q = in - (out - 1) s + 2 p - d (k - 1) - 1 per axis (< s),
+                                 a transposed conv's adjoint (a plain conv) gives
+                                 in + floor(q / s) rows and columns, the first in are dx
     dw = wgrad(dy, x)            aten.convolution_backward with only the weight in its mask
     db = sum of dy over N, H, W
 
@@ -15,6 +18,11 @@ convolution with stride s, padding p, dilation d, groups g)::
 and its backward is again made of this op::
 
     d<wgrad(dy, x), g>/d dy = conv(x, g)        d<wgrad(dy, x), g>/dx = conv*(dy, g)
+
+A backward that builds no graph (no ``create_graph``, the usual first-order step) computes dx, dw
+and db at once with one ``aten.convolution_backward`` call (the kernels ``F.conv2d``'s own
+backward runs); when w needs no gradient (x is then not saved), dx = conv*(dy, w) and db the
+sum.
 
 PyTorch's own double backward of a convolution forms the weight-gradient terms as a convolution
 whose *kernel is the whole feature map* ([C, N, H, W] "kernels"): on an H200 those took 76% of a
@@ -26,10 +34,13 @@ inside :func:`no_weight_gradients` the backward returns none (a custom autograd 
 tell on its own that only the input gradient was asked for), and the penalty's own backward still
 reaches every weight through the graph of dx = conv*(dy, w).
 
-Under ``torch.autocast`` the operands are cast as autocast casts ``F.conv2d``'s. Argument errors
-are ``F.conv2d``'s own (the forward is ``F.conv2d``); a weight or bias of another dtype than x
-raises a TypeError naming both. ``torch.compile(fullgraph=True)`` traces first-order use; the
-weight-gradient switch is read when the backward is traced.
+Under ``torch.autocast`` the operands are cast as autocast casts ``F.conv2d``'s. Arguments that
+``F.conv2d`` rejects go to it unchanged (its own error; arguments left at their defaults are not
+passed, so the message reads as for a call with keywords); a weight or bias of another dtype than
+x raises a TypeError naming both. ``torch.compile(fullgraph=True)`` traces first-order use (its
+backward is the one-call path). Eager reads the weight-gradient switch when the backward runs; a
+compiled function when its forward runs (dynamo traces the backward with the forward, and
+recompiles when the switch changes).
 """
 from __future__ import annotations
 
@@ -77,8 +88,8 @@ class ConvSpec(NamedTuple):
     def adjoint(self, in_size, out_size, weight_shape) -> "ConvSpec":
         """The conv of the opposite kind that maps out_size back to in_size with the same
         kernel: a plain conv's adjoint is a transposed conv with the output padding that
-        restores in_size; a transposed conv's is a plain conv (its result may be a row longer
-        than in_size when output_padding >= stride, see :func:`_fit`)."""
+        restores in_size; a transposed conv's is a plain conv (its result may be longer than
+        in_size when output_padding >= stride, see :func:`_fit`)."""
         if self.transposed:
             return self._replace(transposed=False, output_padding=(0, 0))
         kernel = weight_shape[2:]
@@ -87,6 +98,14 @@ class ConvSpec(NamedTuple):
             for i, o, s, p, d, k in zip(in_size, out_size, self.stride, self.padding,
                                         self.dilation, kernel))
         return self._replace(transposed=True, output_padding=output_padding)
+
+    def backward(self, dy, x, weight, output_mask, bias_size=None):
+        """(dx, dw, db) of y = conv(x, weight) + b for output gradient dy, those in
+        ``output_mask`` only: PyTorch's convolution backward (not differentiable cheaply)."""
+        return torch.ops.aten.convolution_backward(
+            dy, x, weight, bias_size, list(self.stride), list(self.padding),
+            list(self.dilation), self.transposed, list(self.output_padding), self.groups,
+            output_mask)
 
 
 def _run(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
@@ -98,7 +117,9 @@ def _run(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
 
 
 def _fit(t: torch.Tensor, size) -> torch.Tensor:
-    """Crop the spatial size of t to ``size`` (an adjoint plain conv can overshoot by a row)."""
+    """The first size[0] rows and size[1] columns of t [N, C, H, W] (the plain-conv adjoint of a
+    transposed conv whose output padding reaches its stride overshoots; the rest is no pixel
+    of the input)."""
     if tuple(t.shape[2:]) == tuple(size):
         return t
     return t[:, :, :size[0], :size[1]]
@@ -112,22 +133,29 @@ class _Conv(torch.autograd.Function):
         ctx.spec = spec
         ctx.in_size = tuple(x.shape[2:])
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(x if ctx.needs_input_grad[1] else None,
-                              weight if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-                              else None)
+        needs_x_grad, needs_weight_grad = ctx.needs_input_grad[:2]
+        ctx.save_for_backward(x if needs_weight_grad else None,
+                              weight if needs_x_grad or needs_weight_grad else None)
         return _run(x, weight, bias, spec)
 
     @staticmethod
     def backward(ctx, dy):
         x, weight = ctx.saved_tensors
         spec = ctx.spec
+        need_dx = ctx.needs_input_grad[0]
+        need_dw = ctx.needs_input_grad[1] and not weight_gradients_disabled()
+        need_db = ctx.has_bias and ctx.needs_input_grad[2]
+        if not torch.is_grad_enabled() and x is not None:  # first order: F.conv2d's kernels
+            dx, dw, db = spec.backward(dy, x, weight, [need_dx, need_dw, need_db],
+                                       [dy.shape[1]] if need_db else None)
+            return dx, dw, db, None
         dx = dw = db = None
-        if ctx.needs_input_grad[0]:
+        if need_dx:
             adjoint = spec.adjoint(ctx.in_size, dy.shape[2:], weight.shape)
             dx = _fit(_Conv.apply(dy, weight, None, adjoint), ctx.in_size)
-        if ctx.needs_input_grad[1] and not weight_gradients_disabled():
+        if need_dw:
             dw = _ConvWeightGrad.apply(dy, x, weight.detach(), spec)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+        if need_db:
             db = dy.sum(dim=(0, 2, 3))
         return dx, dw, db, None
 
@@ -140,9 +168,7 @@ class _ConvWeightGrad(torch.autograd.Function):
     def forward(ctx, dy, x, weight, spec):
         ctx.spec = spec
         ctx.save_for_backward(dy, x)
-        return torch.ops.aten.convolution_backward(
-            dy, x, weight, None, list(spec.stride), list(spec.padding), list(spec.dilation),
-            spec.transposed, list(spec.output_padding), spec.groups, [False, True, False])[1]
+        return spec.backward(dy, x, weight, [False, True, False])[1]
 
     @staticmethod
     def backward(ctx, ddw):
@@ -150,7 +176,7 @@ class _ConvWeightGrad(torch.autograd.Function):
         spec = ctx.spec
         d_dy = d_x = None
         if ctx.needs_input_grad[0]:
-            d_dy = _fit(_Conv.apply(x, ddw, None, spec), dy.shape[2:])
+            d_dy = _Conv.apply(x, ddw, None, spec)
         if ctx.needs_input_grad[1]:
             adjoint = spec.adjoint(x.shape[2:], dy.shape[2:], ddw.shape)
             d_x = _fit(_Conv.apply(dy, ddw, None, adjoint), x.shape[2:])
@@ -158,15 +184,37 @@ class _ConvWeightGrad(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------- public entry points
+def _int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _pair(value) -> Optional[tuple]:
     """An int or a 1-/2-sequence of ints as (y, x); None for anything else (F.conv2d then says
-    what is wrong with it)."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+    what is wrong with it, or takes it)."""
+    if _int(value):
         return (int(value),) * 2
-    if isinstance(value, (list, tuple)) and len(value) in (1, 2) and all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+    if isinstance(value, (list, tuple)) and len(value) in (1, 2) and all(map(_int, value)):
         return tuple(int(v) for v in value) * (3 - len(value))
     return None
+
+
+_DEFAULTS = dict(bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1)
+
+
+def _torch_call(fn, x, weight, **kwargs) -> torch.Tensor:
+    """fn(x, weight, **kwargs) without the arguments left at their defaults: F.conv2d's own
+    result or error, the latter worded as for a call with keywords."""
+    given = {name: value for name, value in kwargs.items()
+             if not (value is None if _DEFAULTS[name] is None
+                     else type(value) is int and value == _DEFAULTS[name])}
+    return fn(x, weight, **given)
+
+
+def _well_formed(x, weight, bias, groups) -> bool:
+    """Tensors of conv2d's ranks and an int groups (their values are F.conv2d's to check)."""
+    return (isinstance(x, torch.Tensor) and isinstance(weight, torch.Tensor)
+            and (bias is None or isinstance(bias, torch.Tensor))
+            and x.dim() in (3, 4) and weight.dim() == 4 and _int(groups))
 
 
 def _autocast(x, weight, bias):
@@ -184,12 +232,10 @@ def _autocast(x, weight, bias):
 
 
 def _check_dtypes(x, weight, bias, op: str) -> None:
-    if weight.dtype != x.dtype:
-        raise TypeError(f"{op}: weight has dtype {weight.dtype} but x (input) has {x.dtype}; "
-                        f"pass both in one dtype (torch.autocast casts both for you)")
-    if bias is not None and bias.dtype != x.dtype:
-        raise TypeError(f"{op}: bias has dtype {bias.dtype} but x (input) has {x.dtype}; "
-                        f"pass both in one dtype (torch.autocast casts both for you)")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.dtype != x.dtype:
+            raise TypeError(f"{op}: {name} has dtype {t.dtype} but x (input) has {x.dtype}; "
+                            f"pass both in one dtype (torch.autocast casts both for you)")
 
 
 def _apply(x, weight, bias, spec: ConvSpec, op: str) -> torch.Tensor:
@@ -200,33 +246,27 @@ def _apply(x, weight, bias, spec: ConvSpec, op: str) -> torch.Tensor:
     return _Conv.apply(x, weight, bias, spec)
 
 
-def _is_tensor(*ts) -> bool:
-    return all(isinstance(t, torch.Tensor) for t in ts)
-
-
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride=1,
            padding=0, dilation=1, groups: int = 1) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, stride, padding, dilation, groups)`` with the cheap derivatives
     of the module docstring. x [N, C, H, W] or [C, H, W]; weight [O, C / groups, KH, KW];
-    padding an int, a pair, 'valid' or 'same'. The output's layout is F.conv2d's."""
-    stride_, dilation_ = _pair(stride), _pair(dilation)
-    if isinstance(padding, str) and stride_ is not None and dilation_ is not None \
-            and _is_tensor(x, weight) and weight.dim() == 4:
-        if padding == "valid":
-            padding = 0
-        elif padding == "same" and stride_ == (1, 1):
-            total = [d * (k - 1) for d, k in zip(dilation_, weight.shape[2:])]
-            if any(t % 2 for t in total):  # F.conv2d pads the extra pixel at the end
-                x = F.pad(x, [total[1] // 2, total[1] - total[1] // 2,
-                              total[0] // 2, total[0] - total[0] // 2])
-                padding = 0
-            else:
-                padding = [t // 2 for t in total]
-    padding_ = _pair(padding)
-    if (None in (stride_, padding_, dilation_) or not _is_tensor(x, weight)
-            or isinstance(groups, bool) or not isinstance(groups, numbers.Integral)
-            or x.dim() not in (3, 4) or (bias is not None and not _is_tensor(bias))):
-        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)  # its own error
+    padding an int, a pair, 'valid' or 'same' (stride 1; an odd total d (k - 1) puts the extra
+    pixel at the end, as F.conv2d does). The output's layout is F.conv2d's."""
+    stride_, padding_, dilation_ = _pair(stride), _pair(padding), _pair(dilation)
+    padding_string = padding if isinstance(padding, str) else None
+    if padding_string == "valid":
+        padding_ = (0, 0)
+    elif (padding_string == "same" and stride_ == (1, 1) and dilation_ is not None
+          and _well_formed(x, weight, bias, groups)):
+        total = [d * (k - 1) for d, k in zip(dilation_, weight.shape[2:])]
+        padding_ = tuple(t // 2 for t in total)
+        if any(t % 2 for t in total):  # the extra pixel at the end, then no padding
+            x = F.pad(x, [padding_[1], total[1] - padding_[1],
+                          padding_[0], total[0] - padding_[0]])
+            padding_ = (0, 0)
+    if None in (stride_, padding_, dilation_) or not _well_formed(x, weight, bias, groups):
+        return _torch_call(F.conv2d, x, weight, bias=bias, stride=stride, padding=padding,
+                           dilation=dilation, groups=groups)
     spec = ConvSpec(False, stride_, padding_, (0, 0), dilation_, int(groups))
     return _apply(x, weight, bias, spec, "conv2d")
 
@@ -238,11 +278,10 @@ def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch
     (its argument order) with the cheap derivatives of the module docstring. weight
     [C, O / groups, KH, KW]."""
     pairs = [_pair(v) for v in (stride, padding, output_padding, dilation)]
-    if (None in pairs or not _is_tensor(x, weight) or isinstance(groups, bool)
-            or not isinstance(groups, numbers.Integral) or x.dim() not in (3, 4)
-            or (bias is not None and not _is_tensor(bias))):
-        return F.conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups,
-                                  dilation)  # its own error
+    if None in pairs or not _well_formed(x, weight, bias, groups):
+        return _torch_call(F.conv_transpose2d, x, weight, bias=bias, stride=stride,
+                           padding=padding, output_padding=output_padding, groups=groups,
+                           dilation=dilation)
     stride_, padding_, output_padding_, dilation_ = pairs
     spec = ConvSpec(True, stride_, padding_, output_padding_, dilation_, int(groups))
     return _apply(x, weight, bias, spec, "conv_transpose2d")

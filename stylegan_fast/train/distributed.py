@@ -91,19 +91,16 @@ def average_gradients(params: Iterable[torch.nn.Parameter], world: World) -> Non
 
 def sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
     """``values`` summed over ranks (a copy; the input itself without a process group)."""
-    return _reduce_over_ranks(values, dist.ReduceOp.SUM)
-
-
-def max_over_ranks(values: torch.Tensor) -> torch.Tensor:
-    """The elementwise maximum of ``values`` over ranks (the input itself without a group)."""
-    return _reduce_over_ranks(values, dist.ReduceOp.MAX)
-
-
-def _reduce_over_ranks(values: torch.Tensor, op) -> torch.Tensor:
     if dist.is_initialized():
         values = values.clone()
-        dist.all_reduce(values, op=op)
+        dist.all_reduce(values)
     return values
+
+
+def start_max_over_ranks(values: torch.Tensor) -> dist.Work:
+    """Start replacing ``values`` in place by their elementwise maximum over ranks (needs a
+    process group); returns the work to ``wait()`` for."""
+    return dist.all_reduce(values, op=dist.ReduceOp.MAX, async_op=True)
 
 
 def gather_objects(obj) -> list:

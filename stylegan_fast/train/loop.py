@@ -7,10 +7,15 @@ Each step, on every rank, for ``accumulation`` forward passes of ``batch_gpu`` i
 2. G step: fresh z, G loss ``softplus(-D(G(z)))`` (D frozen); averaged; Adam step.
 3. G_ema follows G (:mod:`.ema`); the image counter grows by the total batch.
 
-Adam (betas 0, 0.99, eps 1e-8) restarts, as in ProGAN/StyleGAN1, whenever the image resolution
-changes (a new level starts to fade in). Networks and optimizer states stay float32; AMP runs the
-forward passes under ``torch.autocast`` (fp16 with a gradient scaler per network). A step whose
-loss (on any rank) or, without a scaler, gradient is not finite is skipped with a warning.
+Adam (betas 0, 0.99, eps 1e-8; fused: :mod:`.optim`) restarts, as in ProGAN/StyleGAN1, whenever
+the image resolution changes (a new level starts to fade in). Networks and optimizer states stay
+float32; AMP runs the forward passes under ``torch.autocast`` (fp16 with a gradient scaler per
+network). A step whose loss (on any rank) or gradient is not finite is skipped.
+
+A step reads no value from the device: losses, R1 and the skipped-step flags add up in a
+:class:`~.monitor.Tally` on the device, read when a log record is written, when the progress bar
+refreshes its statistics (about once a second) and before a checkpoint; skipped steps are warned
+about then, with their count. Log records hold the means since the previous record.
 """
 from __future__ import annotations
 
@@ -27,9 +32,9 @@ from typing import Callable, Optional
 import torch
 
 from .. import __version__
+from ..errors import UserError
 from ..models import Discriminator, Generator
 from ..ops import use_backend
-from ..errors import UserError
 from . import checkpoint, distributed, interrupt, rng
 from .config import ARCHITECTURE, TrainConfig
 from .data import batches, mirror, open_dataset, reals_at
@@ -37,16 +42,19 @@ from .ema import make_ema, update_ema
 from .images import save_grid
 from .loss import discriminator_loss, generator_loss, r1_penalty, r1_weight
 from .memory import checkpoint_top_blocks
-from .monitor import Monitor
+from .monitor import Monitor, Tally
+from .optim import load_optimizer, make_adam, step_unless_non_finite
 from .schedule import Phase, Schedule, ema_beta
+
 
 class SnapshotError(UserError):
     """The final checkpoint could not be written (disk full, no permission)."""
 
 
-ADAM_BETAS, ADAM_EPS = (0.0, 0.99), 1e-8
+__all__ = ["SnapshotError", "Trainer", "train"]
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 MIN_GRID_SIZE = 64  # px per image in sample grids, so that small runs are visible
+LOGGED_MEANS = ("loss_D", "loss_G", "r1")  # tally entries logged as means (besides skipped_*)
 
 
 def _architecture_mismatch(config: TrainConfig, stored: dict) -> list[str]:
@@ -81,10 +89,8 @@ class Trainer:
         distributed.broadcast_module(self.D)
         self.G_ema = make_ema(self.G)
         self.checkpointed_blocks = checkpoint_top_blocks(self.G, self.D, c.checkpoint_blocks)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=c.lr, betas=ADAM_BETAS,
-                                      eps=ADAM_EPS)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=c.lr, betas=ADAM_BETAS,
-                                      eps=ADAM_EPS)
+        self.opt_G = make_adam(self.G.parameters(), c.lr)
+        self.opt_D = make_adam(self.D.parameters(), c.lr)
         self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=c.amp == "fp16")
         self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=c.amp == "fp16")
         self.schedule = Schedule(c.resolution, c.start_resolution, c.stable_kimg, c.fade_kimg,
@@ -94,7 +100,8 @@ class Trainer:
                                     generator=torch.Generator().manual_seed(c.seed))
         self.nimg = self.step = self.skipped_steps = 0
         self.elapsed = 0.0
-        self.stats: dict = {}  # the current step's losses
+        self.tally = Tally()  # losses, R1 and skipped-step flags, on the device until read
+        self.read_nimg = 0  # the image counter when the tally was last read
         self.opt_resolution: Optional[int] = None  # Adam restarts when the resolution changes
         self.loader, self.loader_batch_gpu = None, None
         # A fine-tuned official model keeps its provenance and NVIDIA's truncation defaults.
@@ -107,6 +114,7 @@ class Trainer:
     # ---- state -----------------------------------------------------------------------------
     def state(self) -> dict:
         """Everything a resumed run needs (collective: every rank must call it)."""
+        self._read_tally()  # the count of skipped steps
         return {
             "config": self.config.to_dict(),
             "G": self.G.state_dict(), "D": self.D.state_dict(), "G_ema": self.G_ema.state_dict(),
@@ -123,8 +131,10 @@ class Trainer:
         }
 
     def _load(self, state: dict) -> None:
-        for name in ("G", "D", "G_ema", "opt_G", "opt_D"):
+        for name in ("G", "D", "G_ema"):
             getattr(self, name).load_state_dict(state[name])
+        for name in ("opt_G", "opt_D"):  # plain Adam's state (older checkpoints) or fused's
+            load_optimizer(getattr(self, name), state[name])
         for name in ("scaler_G", "scaler_D"):
             if state[name]:  # empty from a run without fp16: keep the fresh scaler
                 getattr(self, name).load_state_dict(state[name])
@@ -170,9 +180,11 @@ class Trainer:
         with self.autocast():
             fake_scores = self.D(fakes, lod=phase.lod)
         if r1_scale:
+            loss_scale = (self.scaler_D.scale(torch.ones((), device=self.device))
+                          if self.scaler_D.is_enabled() else 1.0)  # fp16: a device scalar
             real_scores, r1 = r1_penalty(lambda x: self.D(x, lod=phase.lod), reals,
-                                         self.autocast(), self.scaler_D.get_scale())
-            self.stats["r1"] = r1.mean().item()
+                                         self.autocast(), loss_scale)
+            self.tally.add("r1", r1.mean())
             return discriminator_loss(fake_scores, real_scores) + r1_scale * r1
         with self.autocast():
             real_scores = self.D(reals, lod=phase.lod)
@@ -186,7 +198,8 @@ class Trainer:
     def _optimize(self, name: str, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
                   scaler: torch.amp.GradScaler, losses: list[Callable[[], torch.Tensor]]) -> None:
         """Accumulate the gradients of the mean of ``losses`` over passes and ranks, then step
-        (or skip the step if anything is not finite)."""
+        unless that loss or a gradient is not finite (decided on the device); the loss and the
+        skipped flag go to the tally."""
         optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
         for compute in losses:
@@ -194,23 +207,26 @@ class Trainer:
             scaler.scale(loss).backward()
             total += loss.detach()
         distributed.average_gradients(module.parameters(), self.world)
-        mean_loss = (distributed.sum_over_ranks(total) / self.world.size).item()
-        finite = math.isfinite(mean_loss) and (scaler.is_enabled() or bool(torch.stack(
-            [p.grad.isfinite().all() for p in module.parameters() if p.grad is not None]).all()))
-        self.stats[f"loss_{name}"] = mean_loss
-        if not finite:
-            self.skipped_steps += 1
-            optimizer.zero_grad(set_to_none=True)
-            lowered = ""
-            if scaler.is_enabled():  # fp16: e.g. R1's scaled input gradient overflowed
-                scaler.update(scaler.get_scale() * scaler.get_backoff_factor())
-                lowered = f"; fp16 loss scale lowered to {scaler.get_scale():g}"
+        mean_loss = distributed.sum_over_ranks(total) / self.world.size
+        self.tally.add(f"skipped_{name}", step_unless_non_finite(optimizer, scaler, mean_loss))
+        self.tally.add(f"loss_{name}", mean_loss)
+
+    def _read_tally(self) -> None:
+        """Read the tally (one transfer, if anything was added since the last read) and count
+        the optimizer steps skipped since then, with a warning."""
+        added = self.tally.read()
+        for name, scaler in (("D", self.scaler_D), ("G", self.scaler_G)):
+            skipped = round(added.get(f"skipped_{name}", 0.0))
+            if not skipped:
+                continue
+            self.skipped_steps += skipped
             if self.world.is_main:
-                warnings.warn(f"step {self.step} ({self.nimg} images): non-finite {name} loss "
-                              f"or gradient ({mean_loss}); {name} step skipped{lowered}")
-            return
-        scaler.step(optimizer)
-        scaler.update()
+                lowered = (f"; fp16 loss scale lowered, now {scaler.get_scale():g}"
+                           if scaler.is_enabled() else "")
+                warnings.warn(f"{skipped} {name} step{'s' if skipped > 1 else ''} skipped "
+                              f"between {self.read_nimg} and {self.nimg} images (step "
+                              f"{self.step}): non-finite {name} loss or gradient{lowered}")
+        self.read_nimg = self.nimg
 
     def train_step(self, phase: Phase) -> None:
         if self.opt_resolution != phase.resolution:
@@ -220,7 +236,6 @@ class Trainer:
         for optimizer in (self.opt_G, self.opt_D):
             for group in optimizer.param_groups:
                 group["lr"] = phase.lr
-        self.stats = {}
         r1_scale = r1_weight(self.config.r1_gamma, self.config.r1_interval, self.step)
         reals = [self._next_reals(phase) for _ in range(phase.accumulation)]
         self._optimize("D", self.D, self.opt_D, self.scaler_D,
@@ -293,37 +308,42 @@ class Trainer:
         log_every = max(1, round(c.log_kimg * 1000))
         last_log_nimg, last_log_time = self.nimg, time.perf_counter()
         started, start_elapsed = time.perf_counter(), self.elapsed
-        last_snapshot = time.monotonic()
+        last_snapshot, snapshot_asked = time.monotonic(), False
         path = grid = stopped_by = None
-        with interrupt.StopRequests(announce=self.world.is_main) as stops:
+        self.read_nimg = self.nimg
+        with (interrupt.StopRequests(announce=self.world.is_main) as stops,
+              interrupt.Agreement(self.world) as agree):
             while self.nimg < total_nimg and stopped_by is None:
                 phase = self.schedule.at(self.nimg)
                 before = self.nimg
                 self.train_step(phase)
                 self.elapsed = start_elapsed + time.perf_counter() - started
                 done = self.nimg >= total_nimg
-                stopped_by, time_due = interrupt.agree(
-                    self.world, stops.signum, time.monotonic() - last_snapshot >= snapshot_seconds)
+                # rank 0 asks once per period: the answer may come a step later
+                ask = not snapshot_asked and time.monotonic() - last_snapshot >= snapshot_seconds
+                snapshot_asked |= ask
+                stopped_by, time_due = agree(stops.signum, ask)
                 stopped_by = None if done else stopped_by  # a signal on the last step: done
-                if monitor is not None:
-                    monitor.advance(self.nimg / 1000, {
-                        "lod": f"{phase.lod:.2f}", "px": phase.resolution,
-                        "G": f"{self.stats['loss_G']:.3f}", "D": f"{self.stats['loss_D']:.3f}"})
+                record = None
                 if done or stopped_by or self.nimg // log_every > before // log_every:
                     now = time.perf_counter()
+                    record = self._log_record(phase, (self.nimg - last_log_nimg)
+                                              / (now - last_log_time))
                     if monitor is not None:
-                        monitor.record(self._log_record(phase, (self.nimg - last_log_nimg)
-                                                        / (now - last_log_time)))
+                        monitor.record(record)
                     last_log_nimg, last_log_time = self.nimg, now
+                if monitor is not None:
+                    self._show_progress(monitor, phase, record)
                 if (done or stopped_by or time_due
                         or self.nimg // snapshot_every > before // snapshot_every):
                     written = self.snapshot(final=bool(done or stopped_by))
-                    last_snapshot = time.monotonic()
+                    last_snapshot, snapshot_asked = time.monotonic(), False
                     if written[0] is not None:  # rank 0, and the write worked
                         path, grid = written
                         if monitor is not None:
                             monitor.record({"event": "snapshot", "nimg": self.nimg,
                                             "checkpoint": str(path), "samples": str(grid)})
+        self._read_tally()
         summary = {"nimg": self.nimg, "kimg": self.nimg / 1000, "steps": self.step,
                    "skipped_steps": self.skipped_steps, "seconds": round(self.elapsed, 2),
                    "checkpoint": str(path) if path else None,
@@ -346,14 +366,30 @@ class Trainer:
         return f"nothing to do: the checkpoint is already at {kimg:.2f} kimg"
 
     def _log_record(self, phase: Phase, images_per_s: float) -> dict:
+        """The log line of this step: losses and R1 are means since the previous record (read
+        from the tally, which restarts; every rank reads it, to count skipped steps)."""
+        self._read_tally()
         record = {"nimg": self.nimg, "kimg": round(self.nimg / 1000, 3), "step": self.step,
                   "lod": round(phase.lod, 4), "resolution": phase.resolution,
-                  "batch": phase.batch, "lr": phase.lr, **self.stats,
+                  "batch": phase.batch, "lr": phase.lr, **self.tally.means(LOGGED_MEANS),
                   "images_per_s": round(images_per_s, 2), "elapsed_s": round(self.elapsed, 2),
                   "skipped_steps": self.skipped_steps}
+        self.tally.restart()
         if self.device.type == "cuda":
             record["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2 ** 30, 3)
         return record
+
+    def _show_progress(self, monitor: Monitor, phase: Phase, record: Optional[dict]) -> None:
+        """Advance the bar; its losses are the log ``record``'s when one was just written, else
+        the means since the last record, read about once a second (:meth:`Monitor.stats_due`)."""
+        if record is None and monitor.stats_due():
+            self._read_tally()
+            record = self.tally.means(LOGGED_MEANS)
+        read = None if record is None else {
+            short: f"{record[name]:.3f}" for short, name in (("G", "loss_G"), ("D", "loss_D"))
+            if name in record}
+        monitor.advance(self.nimg / 1000, {"lod": f"{phase.lod:.2f}", "px": phase.resolution},
+                        read)
 
 
 def train(config: TrainConfig, resume: Optional[str] = None) -> dict:

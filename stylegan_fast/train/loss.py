@@ -9,14 +9,15 @@ For D's scores s = D(x) (logits), per sample::
 R1 is a gradient penalty, so its own gradient needs D's second derivative (``create_graph``):
 it flows through the fused ops' double backward. The first pass (the gradient w.r.t. the images)
 runs inside :func:`stylegan_fast.ops.no_weight_gradients`: its convolutions compute no weight
-gradient there, and the penalty's backward still reaches every weight. Lazy R1 evaluates the penalty on every
-``interval``-th D step only and multiplies it by ``interval``, keeping its average weight.
+gradient there, and the penalty's backward still reaches every weight (``tests/train/
+test_loss.py`` compares it with PyTorch's own double backward). Lazy R1 evaluates the penalty on
+every ``interval``-th D step only and multiplies it by ``interval``, keeping its average weight.
 Every function returns per-sample values [N] in float32 (float64 for float64 scores).
 """
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Callable
+from typing import Callable, Union
 
 import torch
 import torch.nn.functional as F
@@ -40,13 +41,16 @@ def discriminator_loss(fake_scores: torch.Tensor, real_scores: torch.Tensor) -> 
 
 
 def r1_penalty(D: Callable[[torch.Tensor], torch.Tensor], reals: torch.Tensor,
-               autocast: AbstractContextManager, loss_scale: float = 1.0
+               autocast: AbstractContextManager,
+               loss_scale: Union[float, torch.Tensor] = 1.0
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """(D(reals) [N, 1], ||grad_x D(reals)||^2 [N]), the gradient kept differentiable.
 
     ``reals`` must not require grad; a leaf copy that does is made here. With a gradient scaler
     (fp16), the scores' sum is multiplied by ``loss_scale`` before differentiating and the
-    gradient divided by it, so that small fp16 gradients do not flush to zero.
+    gradient divided by it, so that small fp16 gradients do not flush to zero: a number, or a
+    float32 scalar tensor on the device (the scaler's current scale, which is not read on the
+    host then).
     """
     reals = reals.detach().requires_grad_(True)
     with autocast:

@@ -1,4 +1,5 @@
-"""What a person watches during training: a progress bar, a JSONL log, optional TensorBoard."""
+"""What a person watches during training: a progress bar, a JSONL log, optional TensorBoard, and
+the tally of per-step statistics they show, kept on the device until they are shown."""
 from __future__ import annotations
 
 import json
@@ -7,9 +8,59 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import torch
 from tqdm import tqdm
 
 from ..errors import UserError
+
+PROGRESS_REFRESH_S = 1.0  # how often the progress bar's statistics are read and shown
+
+
+class Tally:
+    """Sums of per-step scalars that live on the device (losses, R1, skipped-step flags).
+
+    :meth:`add` reads nothing: it adds on the device. :meth:`read` copies the sums added since
+    the previous read to the host in one transfer and adds them to :attr:`sums` (and the number
+    of values to :attr:`counts`), which hold everything read since the last :meth:`restart`.
+    """
+
+    def __init__(self):
+        self._unread: dict[str, torch.Tensor] = {}
+        self._unread_counts: dict[str, int] = {}
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, name: str, value: torch.Tensor) -> None:
+        """Add the scalar ``value`` to the sum called ``name`` (on the device)."""
+        value = value.detach().reshape(()).float()
+        if name in self._unread:
+            self._unread[name] += value
+        else:
+            self._unread[name] = value.clone()
+        self._unread_counts[name] = self._unread_counts.get(name, 0) + 1
+
+    def read(self) -> dict[str, float]:
+        """The sums added since the previous read, by name (one device -> host copy; none when
+        nothing was added), also added to :attr:`sums`."""
+        if not self._unread:
+            return {}
+        names = list(self._unread)
+        new = dict(zip(names, torch.stack([self._unread[name] for name in names]).tolist()))
+        for name, value in new.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+            self.counts[name] = self.counts.get(name, 0) + self._unread_counts[name]
+        self._unread.clear()
+        self._unread_counts.clear()
+        return new
+
+    def means(self, names: tuple[str, ...]) -> dict[str, float]:
+        """The mean of each of ``names`` read since the last restart (the names with values)."""
+        return {name: self.sums[name] / self.counts[name] for name in names if name in self.sums}
+
+    def restart(self) -> None:
+        """Forget what was read (values not read yet stay)."""
+        self.sums.clear()
+        self.counts.clear()
 
 
 class JsonlLog:
@@ -41,6 +92,8 @@ class Monitor:
                             unit="kimg", file=sys.stderr, dynamic_ncols=True,
                             bar_format="{l_bar}{bar}| {n:.2f}/{total:.2f} kimg "
                                        "[{elapsed}<{remaining}{postfix}]")
+        self.read_stats: dict = {}  # shown beside the bar until the next read
+        self.last_shown = time.monotonic()
         self.tensorboard = None
         if tensorboard:
             try:
@@ -50,11 +103,22 @@ class Monitor:
                                    "(pip install tensorboard)") from exc
             self.tensorboard = SummaryWriter(str(out / "tensorboard"))
 
-    def advance(self, kimg: float, stats: dict) -> None:
-        """Move the bar to ``kimg`` and show ``stats`` beside it."""
+    def stats_due(self) -> bool:
+        """Whether the bar shows statistics and their last refresh is ``PROGRESS_REFRESH_S`` old
+        (they are read from the device, so not on every step)."""
+        return (self.bar is not None
+                and time.monotonic() - self.last_shown >= PROGRESS_REFRESH_S)
+
+    def advance(self, kimg: float, stats: dict, read: Optional[dict] = None) -> None:
+        """Move the bar to ``kimg`` and show ``stats`` beside it, followed by the statistics
+        read from the device most recently: ``read`` when they were read now (which restarts
+        the clock of :meth:`stats_due`)."""
+        if read is not None:
+            self.read_stats, self.last_shown = read, time.monotonic()
         if self.bar is not None:
             self.bar.update(round(min(kimg, self.bar.total) - self.bar.n, 3))
-            self.bar.set_postfix_str(", ".join(f"{k} {v}" for k, v in stats.items()),
+            shown = {**stats, **self.read_stats}
+            self.bar.set_postfix_str(", ".join(f"{k} {v}" for k, v in shown.items()),
                                      refresh=False)
 
     def record(self, record: dict) -> None:

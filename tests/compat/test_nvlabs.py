@@ -1,4 +1,6 @@
 """stylegan_fast.compat.nvlabs: NVIDIA's torch_utils.ops API on our kernels, and install()."""
+import importlib
+import inspect
 import sys
 import textwrap
 
@@ -6,15 +8,19 @@ import pytest
 import torch
 
 from stylegan_fast import ops
+from stylegan_fast.bench.conv_census import ConvRecorder
 from stylegan_fast.compat import nvlabs
 from stylegan_fast.compat.nvlabs.bias_act import activation_funcs, bias_act
 
 from ..ops.helpers import rand
 from ..ops.test_bias_act import DEFINITIONS, definition
 
-# A stand-in for NVIDIA's torch_utils package (same module names and bias_act signature; written
-# here, plain PyTorch) and a StyleGAN2-style synthesis layer that calls it through the module, as
-# NVIDIA's networks do: modulated, demodulated 3x3 convolution, then bias_act (lrelu, clamp).
+# A stand-in for NVIDIA's torch_utils package (same module names and signatures; written here,
+# plain PyTorch; conv2d_gradfix as theirs behaves on torch 2.x: F.conv2d whatever `enabled` says)
+# and StyleGAN2-style networks that call it through the modules, as NVIDIA's do: a synthesis layer
+# (modulated, demodulated 3x3 convolution, optionally upsampling by a transposed one, then bias_act
+# with lrelu and clamp), a resampling block, a residual discriminator (its down path: blur, then a
+# strided conv) and an R1 penalty whose first pass runs inside no_weight_gradients().
 STAND_IN = {
     "torch_utils/__init__.py": "",
     "torch_utils/ops/__init__.py": "",
@@ -71,26 +77,110 @@ STAND_IN = {
             return upfirdn2d(x, f, down=down, padding=[(k - down + 1) // 2, (k - down) // 2] * 2,
                              flip_filter=flip_filter, gain=gain)
     ''',
+    "torch_utils/ops/conv2d_gradfix.py": '''
+        import contextlib
+        import torch.nn.functional as F
+
+        enabled = False                    # their training loop sets it True
+        weight_gradients_disabled = False  # their custom backward (off on torch 2.x) reads it
+
+        def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+            return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+
+        def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                             groups=1, dilation=1):
+            return F.conv_transpose2d(input, weight, bias, stride, padding, output_padding,
+                                      groups, dilation)
+
+        @contextlib.contextmanager
+        def no_weight_gradients(disable=True):
+            global weight_gradients_disabled
+            previous = weight_gradients_disabled
+            weight_gradients_disabled = weight_gradients_disabled or disable
+            try:
+                yield
+            finally:
+                weight_gradients_disabled = previous
+    ''',
     "stand_in_networks.py": '''
         import torch
-        from torch_utils.ops import bias_act, upfirdn2d
+        from torch_utils.ops import bias_act, conv2d_gradfix, upfirdn2d
+
+        def conv2d_resample(x, w, f, up=1, down=1, groups=1):
+            """A 3x3 or 1x1 convolution keeping the size, doubling it (3x3: transposed conv,
+            then blur) or halving it (blur, then strided conv), as NVIDIA's conv2d_resample."""
+            k = w.shape[-1]
+            if up == 2:
+                o, i = w.shape[0] // groups, w.shape[1]
+                w = w.reshape(groups, o, i, k, k).transpose(1, 2).reshape(groups * i, o, k, k)
+                y = conv2d_gradfix.conv_transpose2d(x, w, stride=2, groups=groups)
+                return upfirdn2d.upfirdn2d(y, f, padding=(k - 1) // 2, gain=4)
+            if down == 2 and k == 1:
+                return conv2d_gradfix.conv2d(upfirdn2d.downsample2d(x, f), w, groups=groups)
+            if down == 2:
+                blurred = upfirdn2d.upfirdn2d(x, f, padding=(k + 1) // 2)
+                return conv2d_gradfix.conv2d(blurred, w, stride=2, groups=groups)
+            return conv2d_gradfix.conv2d(x, w, padding=k // 2, groups=groups)
 
         class SynthesisLayer(torch.nn.Module):
-            def __init__(self, in_channels, out_channels, w_dim):
+            def __init__(self, in_channels, out_channels, w_dim, up=1):
                 super().__init__()
+                self.up = up
                 self.affine = torch.nn.Linear(w_dim, in_channels)
                 self.weight = torch.nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
                 self.bias = torch.nn.Parameter(torch.randn(out_channels))
+                self.f = upfirdn2d.setup_filter([1, 3, 3, 1])  # float32 after .double() too
 
             def forward(self, x, w):
                 styles = self.affine(w)                                     # [N, I]
                 weight = self.weight[None] * styles[:, None, :, None, None]  # [N, O, I, 3, 3]
                 weight = weight * (weight.square().sum([2, 3, 4], keepdim=True) + 1e-8).rsqrt()
                 n, i, h, w_ = x.shape
-                y = torch.nn.functional.conv2d(x.reshape(1, n * i, h, w_),
-                                               weight.reshape(-1, i, 3, 3), padding=1, groups=n)
-                y = y.reshape(n, -1, h, w_)
+                y = conv2d_resample(x.reshape(1, n * i, h, w_), weight.reshape(-1, i, 3, 3),
+                                    self.f, up=self.up, groups=n)
+                y = y.reshape(n, -1, *y.shape[2:])
                 return bias_act.bias_act(y, self.bias.to(y.dtype), act="lrelu", clamp=256)
+
+        class Conv(torch.nn.Module):
+            def __init__(self, in_channels, out_channels, kernel, down=1, bias=True):
+                super().__init__()
+                self.down = down
+                self.weight = torch.nn.Parameter(torch.randn(out_channels, in_channels, kernel,
+                                                             kernel))
+                self.bias = torch.nn.Parameter(torch.randn(out_channels)) if bias else None
+                self.f = upfirdn2d.setup_filter([1, 3, 3, 1])  # float32 after .double() too
+
+            def forward(self, x):
+                y = conv2d_resample(x, self.weight * self.weight[0].numel() ** -0.5, self.f,
+                                    down=self.down)
+                return y if self.bias is None else bias_act.bias_act(y, self.bias, act="lrelu")
+
+        class Discriminator(torch.nn.Module):
+            """fromrgb, a residual block halving the size, a 3x3 conv, two dense layers."""
+            def __init__(self, resolution=16, channels=4):
+                super().__init__()
+                c = channels
+                self.fromrgb = Conv(3, c, 1)
+                self.conv0, self.conv1 = Conv(c, c, 3), Conv(c, 2 * c, 3, down=2)
+                self.skip = Conv(c, 2 * c, 1, down=2, bias=False)
+                self.conv = Conv(2 * c, 2 * c, 3)
+                self.fc = torch.nn.Linear(2 * c * (resolution // 2) ** 2, c)
+                self.out = torch.nn.Linear(c, 1)
+
+            def forward(self, img):
+                x = self.fromrgb(img)
+                x = (self.skip(x) + self.conv1(self.conv0(x))) * 0.5 ** 0.5
+                x = self.conv(x)
+                return self.out(bias_act.bias_act(self.fc(x.flatten(1)), act="lrelu"))
+
+        def r1_penalty(D, real_img):
+            """||d D(real_img).sum() / d real_img||^2 per sample, differentiable (R1)."""
+            real_img = real_img.detach().requires_grad_(True)
+            logits = D(real_img)
+            with conv2d_gradfix.no_weight_gradients():
+                (grad,) = torch.autograd.grad([logits.sum()], [real_img], create_graph=True,
+                                              only_inputs=True)
+            return grad.square().sum([1, 2, 3])
 
         class ResampleBlock(torch.nn.Module):
             """A StyleGAN2-style skip path: upsample, blur, downsample with a [1, 3, 3, 1] FIR."""
@@ -174,12 +264,7 @@ def test_install_swaps_nvidias_bias_act_and_the_layer_output_agrees(stand_in):
     replaced = nvlabs.install()
     try:
         assert replaced["torch_utils.ops.bias_act.bias_act"] is original
-        assert sorted(replaced) == sorted(
-            ["torch_utils.ops.bias_act.bias_act"] + [f"torch_utils.ops.upfirdn2d.{name}" for name
-                                                     in ("upfirdn2d", "filter2d", "upsample2d",
-                                                         "downsample2d")])
         assert nvidia.bias_act is bias_act
-        assert nvlabs.install() == {}  # already installed: nothing more replaced
         after = layer(x, w)
         (grad_after,) = torch.autograd.grad(after.square().sum(), x)
     finally:
@@ -231,17 +316,208 @@ def test_upfirdn2d_functions_take_nvidias_arguments(impl):
         nvlabs.upfirdn2d.upsample2d(x, f, impl="triton")
 
 
-def test_install_is_all_or_nothing(stand_in, monkeypatch):
-    import torch_utils.ops.bias_act as nvidia_bias_act
+NVIDIA_FUNCTIONS = {
+    "torch_utils.ops.bias_act": ("bias_act",),
+    "torch_utils.ops.upfirdn2d": ("upfirdn2d", "filter2d", "upsample2d", "downsample2d"),
+    "torch_utils.ops.conv2d_gradfix": ("conv2d", "conv_transpose2d", "no_weight_gradients"),
+}
 
-    original = nvidia_bias_act.bias_act
-    monkeypatch.setitem(sys.modules, "torch_utils.ops.upfirdn2d", None)  # missing module
-    with pytest.raises(ImportError, match="torch_utils.ops.upfirdn2d"):
+
+def nvidia_functions(module_names=tuple(NVIDIA_FUNCTIONS)) -> dict:
+    """{"module.function": the function there now} for the functions install() replaces in
+    ``module_names`` (imported here)."""
+    return {f"{module_name}.{name}": getattr(importlib.import_module(module_name), name)
+            for module_name in module_names for name in NVIDIA_FUNCTIONS[module_name]}
+
+
+@pytest.mark.parametrize("missing", ["torch_utils.ops.upfirdn2d", "torch_utils.ops.conv2d_gradfix"])
+def test_install_is_all_or_nothing(stand_in, monkeypatch, missing):
+    present = [module_name for module_name in NVIDIA_FUNCTIONS if module_name != missing]
+    originals = nvidia_functions(present)
+    monkeypatch.setitem(sys.modules, missing, None)  # a missing module
+    with pytest.raises(ImportError, match=missing):
         nvlabs.install()
-    assert nvidia_bias_act.bias_act is original
+    assert nvidia_functions(present) == originals
 
 
 def test_install_without_torch_utils_says_what_to_put_on_the_path(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch_utils", None)  # import torch_utils -> ImportError
     with pytest.raises(ImportError, match="holding torch_utils/, on sys.path"):
         nvlabs.install()
+
+
+# ------------------------------------------------------------------------------ conv2d_gradfix
+def test_install_replaces_the_eight_functions_once_and_uninstall_restores_them(stand_in):
+    import torch_utils.ops.conv2d_gradfix as nvidia_gradfix
+
+    originals = nvidia_functions()
+    replaced = nvlabs.install()
+    try:
+        assert replaced == originals  # all eight, each mapped to NVIDIA's
+        installed = nvidia_functions()
+        assert nvlabs.install() == {}  # already installed: nothing more replaced
+        assert nvidia_functions() == installed
+    finally:
+        nvlabs.uninstall(replaced)
+    assert nvidia_functions() == originals
+    assert installed["torch_utils.ops.upfirdn2d.upsample2d"] is nvlabs.upfirdn2d.upsample2d
+    # conv2d_gradfix's are bound to NVIDIA's module (its flags), not to ours
+    bound = nvlabs.conv2d_gradfix.functions_reading(nvidia_gradfix)
+    for name in NVIDIA_FUNCTIONS["torch_utils.ops.conv2d_gradfix"]:
+        assert installed[f"torch_utils.ops.conv2d_gradfix.{name}"] is getattr(bound, name)
+        assert getattr(bound, name) is not getattr(nvlabs.conv2d_gradfix, name)
+
+
+def input_gradient_kinds(conv, transposed: bool) -> set:
+    """The kinds of convolution (ConvCall.kind) the input gradient of ``conv`` runs: PyTorch's
+    F.conv2d / F.conv_transpose2d run aten.convolution_backward ("backward"), ours the
+    opposite-kind convolution with the layer's kernel."""
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(*((3, 4) if transposed else (4, 3)), 3, 3, dtype=torch.float64)
+    y = conv(input=x, weight=weight, stride=2, padding=1)  # no weight gradient wanted
+    with ConvRecorder() as recorder:
+        torch.autograd.grad(y.sum(), x)
+    return {call.kind for call in recorder.calls}
+
+
+@pytest.mark.parametrize("flags", ["nvidia", "ours"])
+def test_conv2d_gradfix_follows_its_modules_enabled_flag_at_each_call(stand_in, monkeypatch,
+                                                                      flags):
+    import torch_utils.ops.conv2d_gradfix as nvidia_gradfix
+
+    replaced = nvlabs.install()
+    try:
+        module = nvidia_gradfix if flags == "nvidia" else nvlabs.conv2d_gradfix
+        assert module.enabled is False  # NVIDIA's default, kept by ours
+        assert input_gradient_kinds(module.conv2d, False) == {"backward"}
+        assert input_gradient_kinds(module.conv_transpose2d, True) == {"backward"}
+        monkeypatch.setattr(module, "enabled", True)  # what NVIDIA's training loop does
+        assert input_gradient_kinds(module.conv2d, False) == {"conv_transpose"}
+        assert input_gradient_kinds(module.conv_transpose2d, True) == {"conv"}
+        other = nvlabs.conv2d_gradfix if flags == "nvidia" else nvidia_gradfix
+        assert other.enabled is False  # each module's flag switches its own functions only
+        assert input_gradient_kinds(other.conv2d, False) == {"backward"}
+    finally:
+        nvlabs.uninstall(replaced)
+
+
+def parameters_of(signature: inspect.Signature) -> list:
+    return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
+
+
+def test_conv2d_gradfix_has_nvidias_signatures_and_keywords(stand_in, monkeypatch):
+    import torch_utils.ops.conv2d_gradfix as nvidia_gradfix
+
+    installed = nvlabs.conv2d_gradfix.functions_reading(nvidia_gradfix)
+    for name in ("conv2d", "conv_transpose2d", "no_weight_gradients"):
+        want = parameters_of(inspect.signature(getattr(nvidia_gradfix, name)))
+        assert parameters_of(inspect.signature(getattr(nvlabs.conv2d_gradfix, name))) == want
+        assert parameters_of(inspect.signature(getattr(installed, name))) == want
+    x, weight, bias = (rand(shape, torch.float64) for shape in ((2, 4, 7, 6), (6, 2, 3, 3), (6,)))
+    weight_transposed = weight.transpose(0, 1).reshape(4, 3, 3, 3)
+    for enabled in (False, True):
+        monkeypatch.setattr(nvlabs.conv2d_gradfix, "enabled", enabled)
+        torch.testing.assert_close(
+            nvlabs.conv2d_gradfix.conv2d(input=x, weight=weight, bias=bias, stride=2, padding=1,
+                                         dilation=1, groups=2),
+            torch.nn.functional.conv2d(x, weight, bias, 2, 1, 1, 2))
+        torch.testing.assert_close(
+            nvlabs.conv2d_gradfix.conv_transpose2d(input=x, weight=weight_transposed, bias=bias,
+                                                   stride=2, padding=1, output_padding=1,
+                                                   groups=2, dilation=1),
+            torch.nn.functional.conv_transpose2d(x, weight_transposed, bias, 2, 1, 1, 2, 1))
+
+
+@pytest.mark.parametrize("call", ["()", "(True)", "(disable=True)", "(False)"])
+def test_no_weight_gradients_as_both_repos_call_it(stand_in, call):
+    """StyleGAN2-ADA: ``no_weight_gradients()``; StyleGAN3: ``no_weight_gradients(disable)``."""
+    import torch_utils.ops.conv2d_gradfix as nvidia_gradfix
+
+    disable = call != "(False)"
+    replaced = nvlabs.install()
+    try:
+        for module in (nvidia_gradfix, nvlabs.conv2d_gradfix):
+            with eval(f"module.no_weight_gradients{call}"):
+                assert module.weight_gradients_disabled is disable
+                assert ops.weight_gradients_disabled() is disable
+                with module.no_weight_gradients(False):  # nests: leaves it as it was
+                    assert ops.weight_gradients_disabled() is disable
+            assert module.weight_gradients_disabled is False
+            assert ops.weight_gradients_disabled() is False
+    finally:
+        nvlabs.uninstall(replaced)
+
+
+def r1_gradients_and_census(D, reals):
+    """The gradient of R1's penalty w.r.t. every parameter of D, and the convolutions R1 ran
+    (its first pass and the penalty's backward)."""
+    import stand_in_networks
+
+    with ConvRecorder() as recorder:
+        penalty = stand_in_networks.r1_penalty(D, reals).sum()
+        grads = torch.autograd.grad(penalty, list(D.parameters()), allow_unused=True,
+                                    materialize_grads=True)  # lrelu: none for biases
+    return grads, recorder.calls
+
+
+def test_r1_of_nvidias_discriminator_through_install_equals_eager_on_layer_sized_kernels(
+        stand_in, monkeypatch):
+    import stand_in_networks
+    import torch_utils.ops.conv2d_gradfix as nvidia_gradfix
+
+    torch.manual_seed(0)
+    D = stand_in_networks.Discriminator(resolution=16).double()
+    reals = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    with ConvRecorder() as recorder:
+        D(reals)
+    largest = max(max(call.kernel) for call in recorder.calls)  # the layers' and the FIR's: 4
+    eager, eager_calls = r1_gradients_and_census(D, reals)
+    assert max(max(call.kernel) for call in eager_calls) > largest  # feature-map-sized kernels
+
+    replaced = nvlabs.install()
+    try:
+        _, disabled_calls = r1_gradients_and_census(D, reals)  # NVIDIA's enabled = False
+        monkeypatch.setattr(nvidia_gradfix, "enabled", True)
+        ours, our_calls = r1_gradients_and_census(D, reals)
+    finally:
+        nvlabs.uninstall(replaced)
+    assert max(max(call.kernel) for call in disabled_calls) > largest  # F.conv2d's double backward
+    assert max(max(call.kernel) for call in our_calls) <= largest
+    assert all(g.abs().sum() > 0 for g in ours if g.dim() > 1)  # every weight gets a gradient
+    for (name, _), got, want in zip(D.named_parameters(), ours, eager):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10, msg=name)
+
+
+def test_path_length_through_a_transposed_modulated_conv_equals_eager(stand_in, monkeypatch):
+    """StyleGAN3's ``no_weight_gradients(pl_no_weight_grad)`` with False: the gradient w.r.t. w
+    keeps the path through the modulated weights, to second order, as eager."""
+    import stand_in_networks
+    import torch_utils.ops.conv2d_gradfix as nvidia_gradfix
+
+    torch.manual_seed(0)
+    layer = stand_in_networks.SynthesisLayer(4, 3, 8, up=2).double()
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64)
+    noise = torch.randn(2, 3, 10, 10, dtype=torch.float64)
+
+    def path_length_gradients():
+        ws = torch.randn(2, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1),
+                         requires_grad=True)
+        with nvidia_gradfix.no_weight_gradients(False):
+            (pl_grads,) = torch.autograd.grad([(layer(x, ws) * noise).sum()], [ws],
+                                              create_graph=True)
+        penalty = pl_grads.square().sum(1).sqrt().sum()
+        return torch.autograd.grad(penalty, [ws, *layer.parameters()], allow_unused=True,
+                                   materialize_grads=True)
+
+    eager = path_length_gradients()
+    replaced = nvlabs.install()
+    try:
+        monkeypatch.setattr(nvidia_gradfix, "enabled", True)
+        with ConvRecorder() as recorder:
+            ours = path_length_gradients()
+    finally:
+        nvlabs.uninstall(replaced)
+    assert "conv_transpose" in {call.kind for call in recorder.calls}
+    assert max(max(call.kernel) for call in recorder.calls) <= 4  # the 3x3 and the FIR only
+    for got, want in zip(ours, eager):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from stylegan_fast.ops import use_backend
+from stylegan_fast.ops import no_weight_gradients, use_backend
 
 from ..ops.helpers import DEVICES, backends_for
 from .helpers import Z_DIM, tiny_discriminator, tiny_generator
@@ -109,3 +109,36 @@ def test_training_mode_captures_style_mixing_and_the_w_avg_update():
     batch_mean = G.eval().mapping(zs)[:, 0].mean(0)
     torch.testing.assert_close(G.w_avg, torch.lerp(batch_mean, before, 0.995))
     assert G.synthesis.const.grad.abs().sum() > 0
+
+
+def r1_gradients(G, D, zs):
+    """Every parameter gradient of R1 on generated images: the first pass (D's gradient w.r.t. the
+    images) runs in ``no_weight_gradients`` with ``create_graph``, so the penalty's gradient needs
+    the second derivative of every conv of D (plain and fused down) and reaches G's parameters
+    (plain and fused up convs) through the images."""
+    img = G(zs, noise_mode="const")
+    score = D(img)
+    params = [*G.parameters(), *D.parameters()]
+    with no_weight_gradients():
+        (grad,) = torch.autograd.grad(score.sum(), img, create_graph=True)
+    return torch.autograd.grad(grad.square().sum(), params, allow_unused=True,
+                               materialize_grads=True)
+
+
+@pytest.mark.parametrize("backend", [b for b in backends_for("cpu") if b != "eager"])
+def test_r1_gradients_of_g_and_d_match_eager(backend):
+    """float64: ops.conv2d's derivatives (every backend but eager) against F.conv2d's own."""
+    G = tiny_generator(16, mapping_layers=1, fused_upconv_min_res=16, progressive=False)
+    D = tiny_discriminator(16, fused_downconv_min_res=16, progressive=False)
+    G, D, zs = G.double(), D.double(), z(3).double()
+    with use_backend("eager"):
+        want = r1_gradients(G, D, zs)
+    with use_backend(backend):
+        got = r1_gradients(G, D, zs)
+    names = [*(n for n, _ in G.named_parameters()), *(f"D.{n}" for n, _ in D.named_parameters())]
+    # D is piecewise linear in its input after the minibatch stddev: the biases there are the only
+    # parameters R1's gradient does not depend on
+    unreached = {n for n, g in zip(names, want, strict=True) if not g.abs().sum() > 0}
+    assert unreached == {"D.epilogue.conv.bias", "D.epilogue.dense.bias", "D.epilogue.out.bias"}
+    for got_t, want_t in zip(got, want, strict=True):
+        torch.testing.assert_close(got_t, want_t, rtol=1e-9, atol=1e-11)

@@ -67,6 +67,13 @@ CASES = {
     "upsample2d": lambda: case(ops.upsample2d, rand((2, 3, 4, 5)), fir()),
     "downsample2d-fp16": lambda: case(ops.downsample2d, rand((2, 3, 8, 6), F16), fir()),
     "filter2d": lambda: case(ops.filter2d, rand((2, 3, 4, 5)), fir([1, 2, 1]), padding=1),
+    "conv2d-down": lambda: case(ops.conv2d, rand((2, 3, 7, 5)), rand((4, 3, 4, 4)), rand((4,)),
+                                stride=2, padding=1),
+    "conv2d-same-unbatched": lambda: case(ops.conv2d, rand((3, 6, 5)), rand((4, 3, 2, 2)),
+                                          padding="same"),
+    "conv_transpose2d-up-bf16": lambda: case(ops.conv_transpose2d, rand((2, 4, 5, 3), BF16),
+                                             rand((4, 3, 4, 4), BF16), None, stride=2,
+                                             padding=1, output_padding=1),
 }
 
 
@@ -141,6 +148,10 @@ DOUBLE_BACKWARD = {
     "bias_act-lrelu": lambda x, b: ops.bias_act(x, b, act="lrelu", clamp=1.5),
     "bias_act-swish": lambda x, b: ops.bias_act(x, b, act="swish"),
     "upfirdn2d": lambda x, b: ops.upsample2d(x, fir(device=x.device)) * b[:, None, None],
+    "conv2d": lambda x, b: ops.conv2d(x, b.view(3, 1, 1, 1) * fir(device=x.device), b,
+                                      stride=2, padding=1, groups=3),
+    "conv_transpose2d": lambda x, b: ops.conv_transpose2d(
+        x, b.view(3, 1, 1, 1) * fir(device=x.device), b, stride=2, padding=1, groups=3),
 }
 
 

@@ -9,9 +9,10 @@ import signal
 
 import pytest
 import torch
+import torch.distributed as dist
 
 from stylegan_fast import cli
-from stylegan_fast.train import checkpoint, loop, train
+from stylegan_fast.train import checkpoint, distributed, interrupt, loop, train
 
 from .helpers import assert_state_dicts_equal, flat, tiny_config
 
@@ -116,3 +117,22 @@ def test_failed_final_write_is_an_error_and_keeps_the_previous(tmp_path, monkeyp
         "checkpoint-000000016.pt"]
     assert checkpoint.load(tmp_path)["progress"]["nimg"] == 16
 
+
+
+def test_ranks_agree_one_step_late_without_waiting(monkeypatch):
+    """Under torchrun each step's flags are all-reduced while the next step runs: a call
+    returns the flags of the call before (the same on every rank). Alone: at once."""
+    alone = interrupt.Agreement(distributed.World(0, 1, torch.device("cpu")))
+    assert alone(signal.SIGTERM, True) == (signal.SIGTERM, True)
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        world = distributed.World(0, 2, torch.device("cpu"))  # as if another rank took part
+        with interrupt.Agreement(world) as agree:
+            assert agree(None, False) == (None, False)
+            assert agree(signal.SIGINT, True) == (None, False)  # the previous step's flags
+            assert agree(None, False) == (signal.SIGINT, True)
+            assert agree(None, False) == (None, False)
+            agree(signal.SIGTERM, False)
+        assert agree._pending is None  # the last all-reduce was awaited
+    finally:
+        dist.destroy_process_group()

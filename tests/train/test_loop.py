@@ -66,6 +66,45 @@ def test_resume_continues_exactly(tmp_path):
         assert all(torch.equal(x, y) for x, y in zip(flat(a[name]), flat(b[name])))
 
 
+def test_checkpoints_with_plain_adam_resume_exactly(tmp_path):
+    """A checkpoint from before fused Adam (format 1, plain Adam's state: the same tensors,
+    ``fused`` unset) resumes to the same bits as the fused checkpoint of the same moment."""
+    common = dict(kimg=0.032, stable_kimg=0.008, fade_kimg=0.016, snapshot_kimg=0.016,
+                  keep_checkpoints=0)
+    straight = train(tiny_config(tmp_path / "straight", **common))
+    state = checkpoint.load(checkpoint.list_checkpoints(tmp_path / "straight")[0])
+    for name in ("opt_G", "opt_D"):
+        assert all(group["fused"] for group in state[name]["param_groups"])
+        state[name]["param_groups"] = [{**group, "fused": None}
+                                       for group in state[name]["param_groups"]]
+    old = tmp_path / "old.pt"
+    torch.save({**{k: v for k, v in state.items() if k != "digest"}, "format_version": 1}, old)
+    resumed = train(tiny_config(tmp_path / "resumed", **common), resume=str(old))
+    a, b = checkpoint.load(straight["checkpoint"]), checkpoint.load(resumed["checkpoint"])
+    for name in ("G", "D", "G_ema"):
+        assert_state_dicts_equal(a[name], b[name])
+    for name in ("opt_G", "opt_D"):
+        assert all(torch.equal(x, y) for x, y in zip(flat(a[name]), flat(b[name])))
+        assert all(group["fused"] for group in b[name]["param_groups"])
+
+
+def test_log_records_hold_means_since_the_previous_record(tmp_path):
+    """The same run logged every step and every second step: each record of the second holds
+    the means of the two steps' losses and R1 penalties."""
+    every = {}
+    for log_kimg in (0.004, 0.008):
+        train(tiny_config(tmp_path / str(log_kimg), log_kimg=log_kimg, r1_interval=2))
+        records = (tmp_path / str(log_kimg) / "log.jsonl").read_text().splitlines()
+        every[log_kimg] = [r for r in map(json.loads, records) if "loss_G" in r]
+    steps, pairs = every[0.004], every[0.008]
+    assert [r["step"] for r in pairs] == [2, 4]
+    assert [("r1" in r) for r in steps] == [True, False, True, False]  # lazy R1: steps 0, 2
+    for pair, (first, second) in zip(pairs, (steps[0:2], steps[2:4])):
+        for key in ("loss_D", "loss_G"):
+            assert pair[key] == pytest.approx((first[key] + second[key]) / 2, rel=1e-6)
+        assert pair["r1"] == pytest.approx(first["r1"], rel=1e-6)
+
+
 def test_resume_rejects_other_networks(tmp_path):
     done = train(tiny_config(tmp_path / "a"))
     with pytest.raises(ValueError, match="channel_max"):
@@ -74,10 +113,13 @@ def test_resume_rejects_other_networks(tmp_path):
 
 def test_non_finite_loss_skips_the_step(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "generator_loss", lambda scores: scores.float().flatten() * math.nan)
-    config = tiny_config(tmp_path, kimg=0.008, stable_kimg=1.0)
-    with pytest.warns(UserWarning, match="non-finite G loss"):
+    config = tiny_config(tmp_path, kimg=0.008, stable_kimg=1.0, log_kimg=0.008)
+    with pytest.warns(UserWarning, match="non-finite G loss") as caught:
         summary = train(config)
     assert summary["skipped_steps"] == 2
+    skipped = [str(w.message) for w in caught if "skipped" in str(w.message)]
+    assert len(skipped) == 1 and skipped[0].startswith("2 G steps skipped between 0 and 8 "
+                                                       "images"), skipped  # one log record
     state = checkpoint.load(summary["checkpoint"])
     torch.manual_seed(config.seed)
     G0 = Generator(16, z_dim=16, w_dim=16, img_channels=1, channel_base=64, channel_max=16,

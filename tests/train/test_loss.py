@@ -2,8 +2,10 @@ from contextlib import nullcontext
 
 import torch
 
+from stylegan_fast.bench.conv_census import ConvRecorder
 from stylegan_fast.models import Discriminator
 from stylegan_fast.ops import use_backend
+from stylegan_fast.train import loss
 from stylegan_fast.train.ema import make_ema, update_ema
 from stylegan_fast.train.loss import discriminator_loss, generator_loss, r1_penalty, r1_weight
 
@@ -50,6 +52,65 @@ def test_r1_double_backward_through_the_discriminator_matches_finite_differences
             numeric[i] = (up - down) / (2 * eps)
     torch.testing.assert_close(grad.flatten(), numeric, rtol=1e-4, atol=1e-6)
     assert grad.abs().sum() > 0
+
+
+def small_discriminator() -> tuple[Discriminator, torch.Tensor]:
+    """A float64 D at 32 px (three blocks, minibatch stddev) and a batch of reals for it."""
+    torch.manual_seed(0)
+    D = Discriminator(32, img_channels=3, channel_base=64, channel_max=8).double()
+    return D, torch.randn(4, 3, 32, 32, dtype=torch.float64)
+
+
+def test_r1_backward_reaches_every_weight_and_matches_the_eager_backend():
+    """The layers' own convolution (``ref``: R1's first pass computes no weight gradient) and
+    PyTorch's (``eager``) give the same gradient of the penalty for every parameter of D."""
+    D, reals = small_discriminator()
+    used = [(name, p) for name, p in D.named_parameters()  # lod 0: the 32 px FromRGB only
+            if not name.startswith("from_rgb.") or name.startswith("from_rgb.b32.")]
+
+    def penalty_gradients(backend: str) -> dict:
+        with use_backend(backend):
+            _, r1 = r1_penalty(D, reals, nullcontext())
+            grads = torch.autograd.grad(r1.sum(), [p for _, p in used], allow_unused=True)
+        return {name: torch.zeros_like(p) if g is None else g  # unused: a zero gradient
+                for (name, p), g in zip(used, grads)}
+
+    ref, eager = penalty_gradients("ref"), penalty_gradients("eager")
+    for name, _ in used:
+        torch.testing.assert_close(ref[name], eager[name], rtol=1e-9, atol=1e-15, msg=name)
+    weights = [name for name, _ in used if name.endswith("weight")]
+    assert len(weights) == 10 and all(ref[name].abs().max() > 0 for name in weights)
+
+
+def test_r1_first_pass_computes_no_weight_gradient(monkeypatch):
+    """Inside r1_penalty (D's forward and the gradient w.r.t. the images) no convolution
+    computes a weight gradient (a ``convolution_backward``); without
+    ``no_weight_gradients`` every layer would, and the penalty's backward does."""
+    D, reals = small_discriminator()
+
+    def weight_gradient_calls(run) -> int:
+        with use_backend("ref"), ConvRecorder() as recorder:
+            run()
+        return sum(call.kind == "backward" for call in recorder.calls)
+
+    assert weight_gradient_calls(lambda: r1_penalty(D, reals, nullcontext())) == 0
+    assert all(p.grad is None for p in D.parameters())
+    layers = sum(p.dim() == 4 for name, p in D.named_parameters()
+                 if name.startswith(("blocks.", "epilogue.", "from_rgb.b32.")))
+    assert weight_gradient_calls(lambda: r1_penalty(D, reals, nullcontext())[1].sum()
+                                 .backward()) >= layers
+    monkeypatch.setattr(loss, "no_weight_gradients", nullcontext)
+    assert weight_gradient_calls(lambda: r1_penalty(D, reals, nullcontext())) == layers
+
+
+def test_r1_takes_the_loss_scale_as_a_number_or_a_device_scalar():
+    D, reals = small_discriminator()
+    with use_backend("ref"):
+        plain = r1_penalty(D, reals, nullcontext())[1]
+        as_float = r1_penalty(D, reals, nullcontext(), loss_scale=1024.0)[1]
+        as_tensor = r1_penalty(D, reals, nullcontext(), loss_scale=torch.tensor(1024.0))[1]
+    assert torch.equal(as_float, as_tensor) and as_tensor.dtype == torch.float64
+    torch.testing.assert_close(as_float, plain)
 
 
 def test_lazy_r1_weight():

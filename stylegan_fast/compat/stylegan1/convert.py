@@ -21,7 +21,7 @@ from ... import __version__
 from ...errors import UserError
 from ...train import checkpoint
 from ...train.config import TrainConfig
-from ...train.loop import ADAM_BETAS, ADAM_EPS
+from ...train.optim import make_adam
 from .networks import architecture, convert_discriminator, convert_generator
 from .pickle_reader import read_official_pickle
 
@@ -74,8 +74,7 @@ def converted_state(src: Union[str, Path], networks=("G", "D", "Gs")) -> dict:
 
 
 def _fresh_adam(module: torch.nn.Module, lr: float) -> dict:
-    return torch.optim.Adam(module.parameters(), lr=lr, betas=ADAM_BETAS,
-                            eps=ADAM_EPS).state_dict()
+    return make_adam(module.parameters(), lr).state_dict()
 
 
 def convert(src: Union[str, Path], dst: Union[str, Path], overwrite: bool = False) -> Path:
