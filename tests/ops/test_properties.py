@@ -362,7 +362,8 @@ def upfirdn2d_specs(draw):
     assume(fits(w, up[0], padding[0], padding[1], kw) and fits(h, up[1], *padding[2:], kh))
     down = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     return dict(seed=seed(draw), f=f, up=up, down=down,
-                padding=padding, flip=draw(st.booleans()), gain=draw(st.floats(-2.0, 2.0)),
+                padding=padding, flip=draw(st.booleans()),
+                gain=draw(signed(draw, st.floats(0.01, 2.0))),
                 x=(n, c, h, w), dtype=draw(st.sampled_from(ALL_DTYPES)),
                 layout=draw(st.sampled_from(LAYOUTS_4D)))
 
