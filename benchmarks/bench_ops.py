@@ -2,9 +2,10 @@
 
 The smoke preset on CPU, the gpu preset when CUDA is available. Each test first checks the backend
 under test against the op's plain definition (its ``*_reference`` function), then times it: the
-CUDA-event median, GB/s, % of the copy bandwidth, peak memory and speedups go to
-``benchmark.extra_info``. Set ``STYLEGAN_FAST_BENCH_JSONL=path`` to also append the result records
-to a JSON Lines file.
+CUDA-event median (call time), the kernel time from a CUDA-graph replay (``kernel_ms``, None on
+CPU; docs/benchmarks.md), GB/s and % of the copy bandwidth of each, peak memory and speedups go
+to ``benchmark.extra_info``. Set ``STYLEGAN_FAST_BENCH_JSONL=path`` to also append the result
+records to a JSON Lines file.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One command for a GPU machine with no network: doctor, the test suite, the op and model
-# benchmarks and their plot.
+# One command for a GPU machine with no network: doctor, the test suite, the host overhead of
+# every op, the op and model benchmarks and their plot.
 #
 #   bash benchmarks/gpu_check.sh [OUTDIR]        (OUTDIR defaults to $OUT)
 #
@@ -9,7 +9,11 @@
 # timeout and log file in OUTDIR, and a failing step does not stop the next. The whole script stays
 # under TOTAL_SECONDS (default 470, under 8 minutes). Exits non-zero if the tests failed.
 #
-# Results in OUTDIR: ops.jsonl, clusters.jsonl, models.jsonl (max_batch.jsonl, r1_step.jsonl),
+# Results in OUTDIR: overhead.jsonl (`bench --overhead`: host time per call of every op on a tiny
+# tensor, per backend, against eager and through the torch.library custom op), ops.jsonl (each
+# record with the call time `median_ms` and the kernel time `kernel_ms` from a CUDA-graph replay,
+# and GB/s and % of copy bandwidth from each: the tables' "ms"/"%peak" and "kern ms"/"k%peak"
+# columns; docs/benchmarks.md), clusters.jsonl, models.jsonl (max_batch.jsonl, r1_step.jsonl),
 # bench.png and a log per step.
 #
 # Environment: GPU_CHECK_PRESET (bench preset, default gpu; smoke for a CPU try-out),
@@ -145,6 +149,10 @@ if [ "${GPU_CHECK_R1:-0}" = "1" ]; then
         --jsonl "$OUTDIR/r1_step.jsonl" --budget-seconds "$BUDGET" ${GPU_CHECK_R1_ARGS:-}
     MODEL_R1_ARGS="${GPU_CHECK_R1_MODEL_ARGS:---r1-interval 1,16 --conv-census}"
 fi
+# Host overhead per call (issue 32): every op on a 1x2x4x4 tensor, fwd and fwd+bwd, eager against
+# the fused backends and their custom-op path; about 20-40 s.
+run_step overhead 60 overhead.log python3 -m stylegan_fast.cli bench --overhead --device cuda \
+    --jsonl "$OUTDIR/overhead.jsonl" --budget-seconds 45
 BUDGET=$(budget_for 30 150)
 run_step bench-epilogue $((BUDGET + 60)) bench-epilogue.log python3 -m stylegan_fast.cli bench \
     --preset "$PRESET" --ops style_epilogue --jsonl "$OUTDIR/ops.jsonl" --budget-seconds "$BUDGET"
@@ -187,6 +195,11 @@ echo "== summary (${SECONDS}s, results in $OUTDIR)"
 printf '%s\n' "${STATUS_LINES[@]}"
 if [ -f "$OUTDIR/tests.log" ]; then
     echo "tests: $(grep -E '(passed|failed|error|no tests ran)' "$OUTDIR/tests.log" | tail -n 1)"
+fi
+if [ -f "$OUTDIR/overhead.log" ]; then
+    echo
+    echo "== host overhead per call (tail of overhead.log)"
+    sed -n '/^host time vs eager/,$p' "$OUTDIR/overhead.log" | tail -n 30
 fi
 for log in bench-epilogue.log bench-resample.log bench.log; do
     if [ -f "$OUTDIR/$log" ]; then

@@ -9,6 +9,7 @@ Modules, each importing only those listed before it (tests/test_imports.py check
 * :mod:`.runner`: running a list of cases under a time budget, printing and saving each record;
 * :mod:`.op_cases`: the op benchmark's cases, inputs and minimum memory traffic;
 * :mod:`.op_bench`: the op benchmark (``stylegan-fast bench``);
+* :mod:`.overhead`: host time per call of every op against eager (``--overhead``);
 * :mod:`.traffic_meter`: counting the bytes Triton kernels move, in Triton's interpreter;
 * :mod:`.traffic`: bytes moved per op against its minimum (``stylegan-fast bench --traffic``);
 * :mod:`.model_cases`: the model benchmark's cases, networks and presets;

@@ -67,6 +67,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "from 4x4 to 1024x1024 with N and C scaled down) against the op's "
                              "minimum, forward and backward; --ops, --dtypes, --shapes, --modes, "
                              "--jsonl and --budget-seconds apply (stylegan_fast/bench/traffic.py)")
+    parser.add_argument("--overhead", action="store_true",
+                        help="instead of the op bench: host time per call of every op on a tiny "
+                             "tensor (1x2x4x4, float32), forward and forward + backward, per "
+                             "backend (default: eager, the fused backends and each op's default), "
+                             "against the eager backend, and through the torch.library custom "
+                             "op; torch.utils.benchmark's blocked_autorange. --ops, --backends, "
+                             "--dtypes, --shapes, --modes, --device, --jsonl and --budget-seconds "
+                             "apply (stylegan_fast/bench/overhead.py, docs/benchmarks.md)")
     models = parser.add_argument_group(
         "model level (stylegan_fast/bench/model_bench.py, max_batch.py, plot.py)")
     models.add_argument("--model", action="store_true",
@@ -101,8 +109,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run what the flags ask for: the plot, the traffic report, the model benchmark and/or max
-    batch, else the ops."""
+    """Run what the flags ask for: the host overhead benchmark, the plot, the traffic report, the
+    model benchmark and/or max batch, else the ops."""
+    if getattr(args, "overhead", False):
+        from . import overhead
+
+        return overhead.main(args)  # refuses the other benchmarks' flags
     if args.plot:
         from . import plot
 

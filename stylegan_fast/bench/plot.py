@@ -4,9 +4,11 @@ One row of panels per kind of record found: ops (``stylegan-fast bench``), model
 (``--model``: ``train_step`` / ``generate``) and ``--max-batch``. For ops and model steps, the
 left panel is the speedup of each backend over the ``eager`` baseline (eager itself is the line at
 1x) and the right panel the peak memory per backend (CUDA runs only); for max batch, the largest
-batch and its peak memory. Failed cases are left out. When a file holds the same case more than
-once (appended runs), the last record counts; records of earlier versions, which called the eager
-baseline ``ref``, are read under its new name (:func:`.records.load_records`).
+batch and its peak memory. Failed cases are left out, and so are the host overhead benchmark's
+records (``benchmark: "overhead"``, ``--overhead``: its table is the report). When a file holds
+the same case more than once (appended runs), the last record counts; records of earlier
+versions, which called the eager baseline ``ref``, are read under its new name
+(:func:`.records.load_records`).
 
 matplotlib is needed here only (``pip install matplotlib``, or the ``dev`` extra); it is imported
 when a plot is drawn, with the non-interactive Agg backend.
@@ -120,9 +122,11 @@ def plot(records: list, path) -> Path:
     except ImportError:
         raise PlotError("--plot needs matplotlib: pip install matplotlib (or the project's "
                         "'dev' extra)") from None
-    measured = with_speedups_from_medians([r for r in records if not r.get("error")])
+    measured = with_speedups_from_medians([r for r in records if not r.get("error")
+                                           and r.get("benchmark") != "overhead"])
     if not measured:
-        raise PlotError("no successful records to plot")
+        raise PlotError("no successful records to plot (the --overhead benchmark's are not "
+                        "plotted)")
     backends_seen = list(dict.fromkeys([*BASELINES, *(r["backend"] for r in measured)]))
     colours = {backend: f"C{i}" for i, backend in enumerate(backends_seen)}  # same in every panel
     rows = [kind for kind in ("ops", "model", "max_batch")

@@ -1,11 +1,13 @@
 """The result record of a case, its speedups over the baselines, and JSON Lines files of records.
 
-A record is a flat dict (README "What the columns mean"): the case (``op``, ``backend``,
+A record is a flat dict (docs/benchmarks.md, "Record fields"): the case (``op``, ``backend``,
 ``dtype``, ``shape``, ``mode``), what was measured (``median_ms``, ``gbps``, ``pct_peak_bw``,
 ``peak_mem_mb``, and one ``speedup_vs_<baseline>`` per baseline), where (``device``, ``gpu``,
-``torch``, ``triton``, ``cuda``, ``date``) and ``error`` (None, or why the case failed). Model and
-max-batch records add their own keys. Records written before the ``eager`` backend existed named
-that baseline ``ref`` (``speedup_vs_ref``): :func:`load_records` reads them under the new name.
+``torch``, ``triton``, ``cuda``, ``date``) and ``error`` (None, or why the case failed). Op records
+add the kernel time (``kernel_ms``, ...), model and max-batch records their own keys; the host
+overhead benchmark's records say ``benchmark: "overhead"`` (the others have no ``benchmark``:
+None). Records written before the ``eager`` backend existed named that baseline ``ref``
+(``speedup_vs_ref``): :func:`load_records` reads them under the new name.
 """
 from __future__ import annotations
 
@@ -22,7 +24,9 @@ from ..ops.backends import EAGER
 from .baselines import BASELINES
 
 # What identifies a case in a results file (a case measured again replaces the earlier record).
-KEY_FIELDS = ("op", "backend", "dtype", "shape", "mode", "device", "networks")
+# A field a record lacks counts as None: ``networks`` (op records), ``benchmark`` (every record
+# but the overhead benchmark's, so those never replace an op-bench record of the same case).
+KEY_FIELDS = ("op", "backend", "dtype", "shape", "mode", "device", "networks", "benchmark")
 
 
 class RecordsError(UserError):

@@ -1,5 +1,6 @@
 """Fused StyleGAN epilogue ops and upfirdn2d resampling, each with selectable backends
 (see :mod:`.backends`), and convolutions with a cheap second derivative (:mod:`.conv2d`)."""
+from ._dispatch import custom_ops_only
 from .adain import adain, adain_reference
 from .backends import (
                        BackendStatus,
@@ -33,6 +34,7 @@ __all__ = [
                        "bias_act_reference",
                        "conv2d",
                        "conv_transpose2d",
+                       "custom_ops_only",
                        "downsample2d",
                        "filter2d",
                        "no_weight_gradients",

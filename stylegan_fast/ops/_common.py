@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 from typing import Optional, Sequence
 
 import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 HALF_DTYPES = (torch.float16, torch.bfloat16)
+_MIXABLE = (torch.float32,) + HALF_DTYPES
 
 
 def check_input(name: str, x, *, rank: Optional[int] = None, layout: str = "") -> None:
@@ -21,6 +23,15 @@ def check_input(name: str, x, *, rank: Optional[int] = None, layout: str = "") -
         raise ValueError(f"{name} must be {rank}-D {layout}, got shape {tuple(x.shape)}")
 
 
+def param_fits(t, x: torch.Tensor, shape: tuple) -> bool:
+    """Whether :func:`check_param` would accept ``t`` of exactly ``shape`` beside ``x``: a cheap
+    test for the common case; callers run ``check_param`` (which raises the error) when it is
+    False."""
+    return (isinstance(t, torch.Tensor) and t.shape == shape
+            and (t.dtype is x.dtype or (t.dtype in _MIXABLE and x.dtype in _MIXABLE))
+            and t.device == x.device)
+
+
 def check_param(name: str, t, x: torch.Tensor, shapes: Sequence[tuple], desc: str) -> None:
     """A per-channel/per-sample tensor: same device as ``x``, one of ``shapes`` (described by
     ``desc``), and float16, bfloat16 or float32 beside an x of those (the math is float32 anyway:
@@ -30,8 +41,7 @@ def check_param(name: str, t, x: torch.Tensor, shapes: Sequence[tuple], desc: st
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.device != x.device:
         raise ValueError(f"{name} is on {t.device} but x is on {x.device}")
-    mixable = (torch.float32,) + HALF_DTYPES
-    if t.dtype != x.dtype and not (t.dtype in mixable and x.dtype in mixable):
+    if t.dtype != x.dtype and not (t.dtype in _MIXABLE and x.dtype in _MIXABLE):
         allowed = "float64" if x.dtype == torch.float64 else "float16, bfloat16 or float32"
         raise TypeError(f"{name} has dtype {t.dtype} but x has {x.dtype}; pass {allowed}")
     if tuple(t.shape) not in [tuple(s) for s in shapes]:
@@ -40,14 +50,36 @@ def check_param(name: str, t, x: torch.Tensor, shapes: Sequence[tuple], desc: st
 
 def check_scalar(name: str, value, *, minimum: Optional[float] = None) -> float:
     """A finite real Python number (not a bool), at least ``minimum`` when given."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
+    if type(value) is not float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+        value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t.to(dtype)``, skipped (it costs a dispatch) when t already has that dtype."""
+    return t if t.dtype is dtype else t.to(dtype)
+
+
+_SCALARS: dict = {}  # (value, dtype) -> 0-dim CPU tensor: see scalar_tensor
+
+
+def scalar_tensor(value: float, dtype: torch.dtype) -> torch.Tensor:
+    """``value`` as a cached 0-dim CPU tensor of ``dtype``, for ``t + value`` and ``t * value``
+    on tensors of that dtype (any device): the same result as the Python number, which every op
+    would wrap in a new tensor."""
+    key = (value, dtype)
+    t = _SCALARS.get(key)
+    if t is None:
+        if len(_SCALARS) >= 64:
+            _SCALARS.clear()
+        t = _SCALARS[key] = torch.tensor(value, dtype=dtype)
+    return t
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
@@ -60,6 +92,8 @@ def like(x: torch.Tensor, t: torch.Tensor, dtype: Optional[torch.dtype] = None) 
     the layout every backend returns and every fake kernel promises."""
     dtype = x.dtype if dtype is None else dtype
     if t.dtype == dtype:
+        if t.stride() == x.stride() and x.is_contiguous():
+            return t  # the common case, first
         if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
             expected = x.stride()  # empty_like keeps a dense tensor's strides
         else:
@@ -77,32 +111,25 @@ def draw_noise_seed(x: torch.Tensor) -> torch.Tensor:
     return torch.randint(0, 2**31 - 1, (1,), dtype=torch.int64)
 
 
+_GENERATORS = threading.local()  # per thread: {device: torch.Generator}, reseeded on every use
+
+
 def seeded_normal(seed: torch.Tensor, shape, like_tensor: torch.Tensor) -> torch.Tensor:
     """N(0, 1) noise of ``shape`` in the compute dtype of ``like_tensor``, a pure function of
-    ``seed``: the reference backend's counter-based-RNG stand-in, regenerated in backward."""
-    gen = torch.Generator(device=like_tensor.device)
-    gen.manual_seed(int(seed.reshape(-1)[0]))
-    return torch.randn(shape, generator=gen, device=like_tensor.device,
-                       dtype=compute_dtype(like_tensor))
+    ``seed``: the reference backend's counter-based-RNG stand-in, regenerated in backward. One
+    ``torch.Generator`` per thread and device, reseeded (``manual_seed`` resets its whole state),
+    instead of a new one per call."""
+    device = like_tensor.device
+    generators = getattr(_GENERATORS, "by_device", None)
+    if generators is None:
+        generators = _GENERATORS.by_device = {}
+    gen = generators.get(device)
+    if gen is None:
+        gen = generators[device] = torch.Generator(device=device)
+    gen.manual_seed(seed.item())
+    return torch.randn(shape, generator=gen, device=device, dtype=compute_dtype(like_tensor))
 
 
 def channel_view(t: torch.Tensor, ndim: int, dim: int = 1) -> torch.Tensor:
     """A [C] tensor reshaped to broadcast along ``dim`` of an ``ndim``-D tensor."""
-    return t.reshape([-1 if i == dim else 1 for i in range(ndim)])
-
-
-def no_double_backward(backward_op, op_name: str) -> None:
-    """Register on ``backward_op`` an autograd formula that raises a clear error: differentiating
-    ``op_name``'s backward (create_graph=True, then backward again) is not supported."""
-    def setup_context(ctx, inputs, output):
-        pass
-
-    def backward(ctx, *grads):
-        raise RuntimeError(
-            f"stylegan_fast.ops.{op_name} does not support double backward (a second derivative "
-            f"through it, e.g. torch.autograd.grad(..., create_graph=True) then backward). "
-            f"Where a second derivative is needed, run it on the 'eager' backend "
-            f"(stylegan_fast.ops.use_backend('eager')) or call "
-            f"stylegan_fast.ops.{op_name}_reference.")
-
-    backward_op.register_autograd(backward, setup_context=setup_context)
+    return t.reshape((1,) * dim + (-1,) + (1,) * (ndim - 1 - dim))

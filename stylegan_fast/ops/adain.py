@@ -28,13 +28,25 @@ from __future__ import annotations
 import torch
 
 from . import backends
-from ._common import check_input, check_param, check_scalar, compute_dtype, like, no_double_backward
+from ._common import (
+    as_dtype,
+    check_input,
+    check_param,
+    check_scalar,
+    compute_dtype,
+    like,
+    param_fits,
+    scalar_tensor,
+)
+from ._dispatch import fused_op, no_double_backward
 
 NCHW = "[N, C, H, W]"
 
 
 def check_styles(style_scale, style_bias, x: torch.Tensor) -> None:
     n, c = x.shape[:2]
+    if param_fits(style_scale, x, (n, c)) and param_fits(style_bias, x, (n, c)):
+        return
     for name, t in (("style_scale", style_scale), ("style_bias", style_bias)):
         check_param(name, t, x, [(n, c)], f"[N, C] = [{n}, {c}]")
 
@@ -107,22 +119,81 @@ def modulate_backward(dy, a, mean, rstd, style_scale, scale_offset):
     return da, dstyle_scale, dstyle_bias
 
 
+_group_norm_backward = torch.ops.aten.native_group_norm_backward.default
+def offset_scale(style_scale: torch.Tensor, scale_offset: float, dtype: torch.dtype):
+    """style_scale + scale_offset in ``dtype`` (a new tensor)."""
+    return torch.add(as_dtype(style_scale, dtype), scalar_tensor(scale_offset, dtype))
+
+
+def grouped(a: torch.Tensor) -> bool:
+    """Whether :func:`normalize` and :func:`normalized_backward` apply to ``a``: planes of at
+    least two pixels (a one-pixel plane has rstd = 0, see :func:`instance_stats`), not empty."""
+    n, c, h, w = a.shape
+    return h * w > 1 and n * c > 0
+
+
+def normalize(a: torch.Tensor, eps: float):
+    """(xhat, mean [N, C], rstd [N, C]) of each (n, c) plane of ``a`` (in the compute dtype,
+    :func:`grouped`): instance normalization is a group norm with one group per channel, one
+    aten op (stable moments, rstd = 1 / sqrt(var + eps)). It runs on NCHW memory: its
+    channels_last kernel sums in another order, and the reference gives the same bits for
+    every layout."""
+    n, c, h, w = a.shape
+    return torch.native_group_norm(a.contiguous(), None, None, n, c, h * w, c, eps)
+
+
+def modulate_normalized(xhat, style_scale, style_bias, scale_offset):
+    """xhat * (style_scale + scale_offset) + style_bias, in xhat's dtype."""
+    n, c = xhat.shape[:2]
+    ct = xhat.dtype
+    scale = offset_scale(style_scale, scale_offset, ct)
+    return torch.addcmul(as_dtype(style_bias, ct).view(n, c, 1, 1), xhat, scale.view(n, c, 1, 1))
+
+
+def normalized_backward(dy, a, mean, rstd, scale):
+    """(da, dscale, dbias) of y = (a - mean) * rstd * scale + bias (scale, bias [N, C]; a in the
+    compute dtype, :func:`grouped`): the backward of a group norm with a group (and an affine
+    weight) per (n, c) plane, one aten op. It gets a - mean and a zero mean, so that it sums
+    dy * (a - mean) instead of dy * a - mean * dy (which cancels for a large mean)."""
+    n, c, h, w = a.shape
+    planes = (1, n * c, h, w)
+    centered = (a - mean.view(n, c, 1, 1)).reshape(planes)
+    da, dscale, dbias = _group_norm_backward(
+        as_dtype(dy, a.dtype).reshape(planes), centered, torch.zeros_like(mean), rstd,
+        scale.reshape(-1), 1, n * c, h * w, n * c, [True, True, True])
+    return da.view(n, c, h, w), dscale.view(n, c), dbias.view(n, c)
+
+
+def adain_forward(a, style_scale, style_bias, eps, scale_offset):
+    """(y, mean, rstd) of adain on ``a`` (in the compute dtype): one group norm and one addcmul
+    where :func:`grouped`, else the plain statistics (one-pixel planes, empty tensors)."""
+    if not grouped(a):
+        mean, rstd = instance_stats(a, eps)
+        return modulate(a, mean, rstd, style_scale, style_bias, scale_offset), mean, rstd
+    xhat, mean, rstd = normalize(a, eps)
+    return modulate_normalized(xhat, style_scale, style_bias, scale_offset), mean, rstd
+
+
 class Reference:
     @staticmethod
     def forward(x, style_scale, style_bias, eps, scale_offset):
-        a = x.to(compute_dtype(x))
-        mean, rstd = instance_stats(a, eps)
-        return like(x, modulate(a, mean, rstd, style_scale, style_bias, scale_offset)), mean, rstd
+        y, mean, rstd = adain_forward(as_dtype(x, compute_dtype(x)), style_scale, style_bias, eps,
+                                      scale_offset)
+        return like(x, y), mean, rstd
 
     @staticmethod
     def backward(dy, x, mean, rstd, style_scale, scale_offset):
-        da, dscale, dbias = modulate_backward(dy, x.to(compute_dtype(x)), mean, rstd,
-                                              style_scale, scale_offset)
+        a = as_dtype(x, compute_dtype(x))
+        if not grouped(a):
+            da, dscale, dbias = modulate_backward(dy, a, mean, rstd, style_scale, scale_offset)
+        else:
+            da, dscale, dbias = normalized_backward(
+                dy, a, mean, rstd, offset_scale(style_scale, scale_offset, a.dtype))
         return like(x, da), dscale, dbias
 
 
 # ---------------------------------------------------------------- custom ops and autograd
-@torch.library.custom_op("stylegan_fast::adain", mutates_args=())
+@fused_op("adain")
 def _adain_op(x: torch.Tensor, style_scale: torch.Tensor, style_bias: torch.Tensor, eps: float,
               scale_offset: float, backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return backends.get_impl("adain", backend).forward(x, style_scale, style_bias, eps,
@@ -141,7 +212,7 @@ def _(x, style_scale, style_bias, eps, scale_offset, backend):
     return (torch.empty_like(x), *fake_stats(x))
 
 
-@torch.library.custom_op("stylegan_fast::adain_backward", mutates_args=())
+@fused_op("adain_backward")
 def _adain_backward_op(dy: torch.Tensor, x: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor,
                        style_scale: torch.Tensor, scale_offset: float, backend: str
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -164,7 +235,8 @@ def _backward(ctx, dy, _dmean, _drstd):
     x, mean, rstd, style_scale = ctx.saved_tensors
     dx, dscale, dbias = _adain_backward_op(dy, x, mean, rstd, style_scale, ctx.scale_offset,
                                            ctx.backend)
-    return dx, dscale.to(style_scale.dtype), dbias.to(ctx.bias_dtype), None, None, None
+    return (dx, as_dtype(dscale, style_scale.dtype), as_dtype(dbias, ctx.bias_dtype),
+            None, None, None)
 
 
 _adain_op.register_autograd(_backward, setup_context=_setup_forward)

@@ -72,6 +72,10 @@ _LOADED: dict[str, Optional[str]] = {}  # backend -> None once its module import
 _PREPARED: dict[tuple[str, str], Optional[str]] = {}  # (backend, device type) -> prepare's answer
 _OVERRIDES: list[str] = []
 _WARNED: set = set()
+# (op, device type, requested name) -> the backend chosen; emptied whenever the registry, a probe
+# or a prepared build changes. A use_backend block or a new STYLEGAN_FAST_BACKEND value is another
+# requested name, hence another key.
+_RESOLVED: dict[tuple[str, str, str], str] = {}
 
 
 def register_backend(name: str, *, priority: int, probe: Callable[[str], Optional[str]],
@@ -104,6 +108,7 @@ def unregister_backend(name: str) -> None:
     for key in [k for k in _PREPARED if k[0] == name]:
         del _PREPARED[key]
     forget_probes(name)
+    _RESOLVED.clear()
 
 
 def register_impl(op: str, backend: str, impl: object) -> None:
@@ -111,6 +116,7 @@ def register_impl(op: str, backend: str, impl: object) -> None:
     if backend not in _BACKENDS:
         raise ValueError(f"register_backend({backend!r}, ...) must come before its implementations")
     _IMPLS[(op, backend)] = impl
+    _RESOLVED.clear()
 
 
 def get_impl(op: str, backend: str) -> object:
@@ -129,6 +135,7 @@ def forget_probes(name: str) -> None:
     """Probe ``name`` afresh next time (e.g. after its extension was built in this process)."""
     for key in [k for k in _PROBED if k[0] == name]:
         del _PROBED[key]
+    _RESOLVED.clear()
 
 
 def _probe(name: str, device_type: str) -> Optional[str]:
@@ -214,8 +221,17 @@ def eager_requested() -> bool:
 
 
 def resolve_backend(op: str, device: torch.device) -> str:
-    """The backend that runs ``op`` for tensors on ``device`` (raises if an explicit one can't)."""
-    return _choose(op, device.type, requested_backend())
+    """The backend that runs ``op`` for tensors on ``device`` (raises if an explicit one can't).
+    Eager calls look the answer up in a cache (a dict lookup per call); ``torch.compile`` bakes
+    it into the graph (see :func:`_choose`)."""
+    requested = requested_backend()
+    if torch.compiler.is_compiling():
+        return _choose(op, device.type, requested)
+    key = (op, device.type, requested)
+    backend = _RESOLVED.get(key)
+    if backend is None:
+        backend = _RESOLVED[key] = _choose(op, device.type, requested)
+    return backend
 
 
 def _constant_for_compile(fn):

@@ -65,6 +65,7 @@ import torch.nn.functional as F
 
 from . import backends
 from ._common import channel_view, check_input, check_param, check_scalar, compute_dtype, like
+from ._dispatch import fused_op
 
 MASK_POSITIVE = 1
 MASK_CLAMPED = 2
@@ -117,6 +118,27 @@ def activate(act: str, z: torch.Tensor, alpha: float) -> torch.Tensor:
     raise ValueError(f"act must be one of {', '.join(ACTIVATIONS)}, got {act!r}")
 
 
+def smooth_derivative(act: str, z: torch.Tensor) -> torch.Tensor:
+    """act'(z) of a smooth activation, elementwise, a fresh tensor (the backward's few ops;
+    :func:`smooth_derivatives` has the same d1 beside act''(z))."""
+    if act == "swish":
+        s = torch.sigmoid(z)
+        return (1 - s).mul_(z).add_(1).mul_(s)  # s * (1 + z * (1 - s))
+    if act == "sigmoid":
+        s = torch.sigmoid(z)
+        return (1 - s).mul_(s)
+    if act == "tanh":
+        return torch.tanh(z).square_().neg_().add_(1)
+    if act == "softplus":
+        return torch.sigmoid(z).masked_fill_(z > SOFTPLUS_THRESHOLD, 1.0)
+    negative = torch.exp(z.clamp(max=0.0))  # exp(z) where z <= 0 (never overflows)
+    if act == "elu":
+        return negative.masked_fill_(z > 0, 1.0)
+    if act == "selu":
+        return negative.mul_(SELU_SCALE * SELU_ALPHA).masked_fill_(z > 0, SELU_SCALE)
+    raise ValueError(f"{act!r} is not a smooth activation")
+
+
 def smooth_derivatives(act: str, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(act'(z), act''(z)) of a smooth activation, elementwise."""
     negative = torch.exp(z.clamp(max=0.0))  # exp(z) where z <= 0 (never overflows)
@@ -151,7 +173,7 @@ def resolve_defaults(act: str, alpha, gain) -> tuple[float, float]:
 
 def negative_slope(act: str, alpha: float) -> float:
     """Slope of a piecewise-linear ``act`` for z <= 0 (smooth activations: unused, 1)."""
-    return {"relu": 0.0, "lrelu": alpha}.get(act, 1.0)
+    return alpha if act == "lrelu" else 0.0 if act == "relu" else 1.0
 
 
 def needs_mask(act: str, clamp: Optional[float]) -> bool:
@@ -222,8 +244,11 @@ def bias_act_reference(x, b=None, dim=1, act="lrelu", alpha=None, gain=None, cla
 
 def _pre_activation(x, b, dim):
     """z = x + b in the compute dtype (b broadcast along dim)."""
-    z = x.to(compute_dtype(x))
-    return z if b is None else z + channel_view(b.to(z.dtype), x.dim(), dim)
+    ct = compute_dtype(x)
+    z = x if x.dtype == ct else x.to(ct)
+    if b is None:
+        return z
+    return z + channel_view(b if b.dtype == ct else b.to(ct), x.dim(), dim)
 
 
 def _unclamped(act, z, alpha, gain, clamp):
@@ -234,51 +259,77 @@ def _unclamped(act, z, alpha, gain, clamp):
 
 
 def _sum_but(t, dim):
-    other_dims = [d for d in range(t.dim()) if d != dim]
-    return t.sum(other_dims) if other_dims else t.clone()  # sum([]) would sum all
+    ndim = t.dim()
+    if ndim == 1:
+        return t.clone()  # sum(()) would sum all
+    return t.sum(tuple(range(dim)) + tuple(range(dim + 1, ndim)))
+
+
+def _fresh(t, source):
+    """``t``, or a copy of it if it is ``source`` itself (an op never returns its input)."""
+    return t.clone() if t is source else t
 
 
 # ---------------------------------------------------------------- reference backend
 class Reference:
+    """Plain PyTorch, as few ops per call as the math allows (it is the default backend on CPU,
+    where a call's cost is mostly per-op host time)."""
+
     @staticmethod
     def forward(x, b, dim, act, alpha, gain, clamp, save_mask):
         z = _pre_activation(x, b, dim)
         if ACTIVATIONS[act].smooth:
             y = activate(act, z, alpha) * gain
             return like(x, y if clamp is None else y.clamp(-clamp, clamp)), empty_mask(x)
-        y = torch.where(z > 0, z, z * negative_slope(act, alpha)) * gain
+        # z if z > 0 else z * slope (leaky_relu's own definition, for relu too)
+        y = z if act == "linear" else F.leaky_relu(z, negative_slope(act, alpha))
+        y = _fresh(y * gain if gain != 1 else y, x)
         if not save_mask:
             if clamp is not None:
-                y = y.clamp(-clamp, clamp)
+                y = y.clamp_(-clamp, clamp)
             return like(x, y), empty_mask(x)
-        mask = (z > 0).to(torch.uint8) if act != "linear" else torch.zeros_like(z, dtype=torch.uint8)
+        if act == "linear":
+            mask = torch.zeros_like(z, dtype=torch.uint8)
+        else:
+            mask = (z > 0).view(torch.uint8)  # bool is one byte, 0 or 1: bit 0 without a copy
         if clamp is not None:
-            mask |= (y.abs() > clamp).to(torch.uint8) * MASK_CLAMPED
-            y = y.clamp(-clamp, clamp)
+            mask = mask | (y.abs() > clamp).view(torch.uint8) * MASK_CLAMPED
+            y = y.clamp_(-clamp, clamp)
         return like(x, y), like(x, mask, torch.uint8)
 
     @staticmethod
     def backward(dy, mask, dim, act, alpha, gain, clamp, compute_db):
         ct = compute_dtype(dy)
-        dz = dy.to(ct) * gain
+        dz = dy if dy.dtype == ct else dy.to(ct)
+        if gain != 1:
+            dz = dz * gain
+        slope = negative_slope(act, alpha)
         if mask.numel() > 0:
-            dz = torch.where((mask & MASK_POSITIVE) > 0, dz, dz * negative_slope(act, alpha))
-            if clamp is not None:
+            if clamp is None:  # the mask is 0 or 1: a bool view of it
+                if slope != 1:
+                    dz = torch.where(mask.view(torch.bool), dz, dz * slope)
+            else:
+                dz = torch.where((mask & MASK_POSITIVE) > 0, dz, dz * slope)
                 dz = dz.masked_fill((mask & MASK_CLAMPED) > 0, 0.0)
+        dz = _fresh(dz, dy)
         db = _sum_but(dz, dim) if compute_db else dy.new_empty(0, dtype=ct)
         return like(dy, dz), db
 
     @staticmethod
     def backward_smooth(dy, x, b, dim, act, gain, clamp, compute_db):
         z = _pre_activation(x, b, dim)
-        d1, _ = smooth_derivatives(act, z)
-        dz = dy.to(z.dtype) * (d1 * gain * _unclamped(act, z, 0.0, gain, clamp))
+        dz = smooth_derivative(act, z)  # fresh: scaled in place
+        if gain != 1:
+            dz.mul_(gain)
+        if clamp is not None:
+            dz.mul_(_unclamped(act, z, 0.0, gain, clamp))
+        dz.mul_(dy)
         db = _sum_but(dz, dim) if compute_db else dy.new_empty(0, dtype=z.dtype)
         return like(dy, dz), db
 
 
 # ---------------------------------------------------------------- custom ops and autograd
-@torch.library.custom_op("stylegan_fast::bias_act", mutates_args=())
+@fused_op("bias_act")
 def _bias_act_op(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alpha: float,
                  gain: float, clamp: Optional[float], save_mask: bool, backend: str
                  ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -292,7 +343,7 @@ def _(x, b, dim, act, alpha, gain, clamp, save_mask, backend):
     return torch.empty_like(x), mask
 
 
-@torch.library.custom_op("stylegan_fast::bias_act_backward", mutates_args=())
+@fused_op("bias_act_backward")
 def _bias_act_backward_op(dy: torch.Tensor, mask: torch.Tensor, dim: int, act: str, alpha: float,
                           gain: float, clamp: Optional[float], compute_db: bool, backend: str
                           ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -306,7 +357,7 @@ def _(dy, mask, dim, act, alpha, gain, clamp, compute_db, backend):
     return torch.empty_like(dy), dy.new_empty(db_shape, dtype=compute_dtype(dy))
 
 
-@torch.library.custom_op("stylegan_fast::bias_act_backward_smooth", mutates_args=())
+@fused_op("bias_act_backward_smooth")
 def _bias_act_backward_smooth_op(dy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor],
                                  dim: int, act: str, gain: float, clamp: Optional[float],
                                  compute_db: bool, backend: str

@@ -31,15 +31,17 @@ import torch
 
 from . import backends
 from ._common import (
+    as_dtype,
     channel_view,
     check_input,
     check_param,
     compute_dtype,
     draw_noise_seed,
     like,
-    no_double_backward,
+    param_fits,
     seeded_normal,
 )
+from ._dispatch import fused_op, no_double_backward
 
 NCHW = "[N, C, H, W]"
 
@@ -47,8 +49,10 @@ NCHW = "[N, C, H, W]"
 def check_noise(strength, noise, x: torch.Tensor, strength_name: str) -> None:
     """Check a per-channel noise strength [C] and an optional noise map [N or 1, 1, H, W]."""
     n, c, h, w = x.shape
-    check_param(strength_name, strength, x, [(c,)], f"[C] = [{c}]")
-    if noise is not None:
+    if not param_fits(strength, x, (c,)):
+        check_param(strength_name, strength, x, [(c,)], f"[C] = [{c}]")
+    if noise is not None and not (param_fits(noise, x, (n, 1, h, w))
+                                  or param_fits(noise, x, (1, 1, h, w))):
         check_param("noise", noise, x, [(n, 1, h, w), (1, 1, h, w)],
                     f"[N, 1, H, W] = [{n}, 1, {h}, {w}] or [1, 1, {h}, {w}]")
 
@@ -56,14 +60,22 @@ def check_noise(strength, noise, x: torch.Tensor, strength_name: str) -> None:
 def noise_values(x: torch.Tensor, noise: Optional[torch.Tensor], seed: Optional[torch.Tensor]):
     """The noise map in the compute dtype: the given one, or the one ``seed`` generates."""
     if noise is not None:
-        return noise.to(compute_dtype(x))
+        return as_dtype(noise, compute_dtype(x))
     n, _, h, w = x.shape
     return seeded_normal(seed, (n, 1, h, w), x)
 
 
+def strength_grad(dt: torch.Tensor, noise_map: torch.Tensor) -> torch.Tensor:
+    """dstrength[c] = sum_{n,h,w} dt * noise_map (noise_map [N or 1, 1, H, W], same dtype)."""
+    n, c, h, w = dt.shape
+    if n == 1 and dt.is_contiguous():  # one matrix-vector product: [C, H*W] @ [H*W]
+        return torch.mv(dt.view(c, h * w), noise_map.reshape(h * w))
+    return (dt * noise_map).sum((0, 2, 3))
+
+
 def noise_grad(dt: torch.Tensor, strength: torch.Tensor, noise_shape) -> torch.Tensor:
     """dnoise = sum_c dt * strength[c], reduced to the noise's shape ([N or 1, 1, H, W])."""
-    dnoise = (dt * channel_view(strength.to(dt.dtype), 4)).sum(1, keepdim=True)
+    dnoise = (dt * as_dtype(strength, dt.dtype).view(-1, 1, 1)).sum(1, keepdim=True)
     if noise_shape[0] == 1 and dt.shape[0] != 1:
         dnoise = dnoise.sum(0, keepdim=True)
     return dnoise
@@ -100,19 +112,21 @@ class Reference:
     @staticmethod
     def forward(x, strength, noise, seed):
         ct = compute_dtype(x)
-        y = x.to(ct) + noise_values(x, noise, seed) * channel_view(strength.to(ct), 4)
+        # x + noise * strength[c] in one op ([C, 1, 1] broadcasts like [1, C, 1, 1])
+        y = torch.addcmul(as_dtype(x, ct), noise_values(x, noise, seed),
+                          as_dtype(strength, ct).view(-1, 1, 1))
         return like(x, y)
 
     @staticmethod
     def backward(dy, strength, noise, seed, compute_dnoise):
-        g = dy.to(compute_dtype(dy))
-        dstrength = (g * noise_values(dy, noise, seed)).sum((0, 2, 3))
+        g = as_dtype(dy, compute_dtype(dy))
+        dstrength = strength_grad(g, noise_values(dy, noise, seed))
         dnoise = noise_grad(g, strength, noise.shape) if compute_dnoise else g.new_empty(0)
         return dstrength, dnoise
 
 
 # ---------------------------------------------------------------- custom ops and autograd
-@torch.library.custom_op("stylegan_fast::noise_inject", mutates_args=())
+@fused_op("noise_inject")
 def _noise_inject_op(x: torch.Tensor, strength: torch.Tensor, noise: Optional[torch.Tensor],
                      seed: Optional[torch.Tensor], backend: str) -> torch.Tensor:
     return backends.get_impl("noise_inject", backend).forward(x, strength, noise, seed)
@@ -123,7 +137,7 @@ def _(x, strength, noise, seed, backend):
     return torch.empty_like(x)
 
 
-@torch.library.custom_op("stylegan_fast::noise_inject_backward", mutates_args=())
+@fused_op("noise_inject_backward")
 def _noise_inject_backward_op(dy: torch.Tensor, strength: torch.Tensor,
                               noise: Optional[torch.Tensor], seed: Optional[torch.Tensor],
                               compute_dnoise: bool, backend: str
@@ -147,13 +161,14 @@ def _setup_forward(ctx, inputs, output):
 
 def _backward(ctx, dy):
     strength, noise, seed = ctx.saved_tensors
+    needs = ctx.needs_input_grad
     dstrength = dnoise = None
-    compute_dnoise = noise is not None and ctx.needs_input_grad[2]
-    if ctx.needs_input_grad[1] or compute_dnoise:
+    compute_dnoise = noise is not None and needs[2]
+    if needs[1] or compute_dnoise:
         dstrength, dnoise = _noise_inject_backward_op(dy, strength, noise, seed, compute_dnoise,
                                                       ctx.backend)
-        dstrength = dstrength.to(strength.dtype) if ctx.needs_input_grad[1] else None
-        dnoise = dnoise.to(noise.dtype) if compute_dnoise else None
+        dstrength = as_dtype(dstrength, strength.dtype) if needs[1] else None
+        dnoise = as_dtype(dnoise, noise.dtype) if compute_dnoise else None
     return dy, dstrength, dnoise, None, None
 
 

@@ -39,6 +39,7 @@ import torch
 
 from . import backends
 from ._common import (
+    as_dtype,
     channel_view,
     check_input,
     check_param,
@@ -46,17 +47,24 @@ from ._common import (
     compute_dtype,
     draw_noise_seed,
     like,
-    no_double_backward,
+    param_fits,
+    scalar_tensor,
 )
+from ._dispatch import fused_op, no_double_backward
 from .adain import (
+    adain_forward,
     adain_reference,
     check_styles,
     fake_stats,
-    instance_stats,
-    modulate,
+    grouped,
     modulate_backward,
+    normalized_backward,
+    offset_scale,
 )
-from .noise_inject import check_noise, noise_grad, noise_values
+from .noise_inject import check_noise, noise_grad, noise_values, strength_grad
+
+_leaky_relu = torch._C._nn.leaky_relu
+_leaky_relu_backward = torch.ops.aten.leaky_relu_backward.default
 
 
 def style_epilogue(x: torch.Tensor, bias: Optional[torch.Tensor], style_scale: torch.Tensor,
@@ -76,7 +84,7 @@ def style_epilogue(x: torch.Tensor, bias: Optional[torch.Tensor], style_scale: t
     """
     check_input("x", x, rank=4, layout="[N, C, H, W]")
     c = x.shape[1]
-    if bias is not None:
+    if bias is not None and not param_fits(bias, x, (c,)):
         check_param("bias", bias, x, [(c,)], f"[C] = [{c}]")
     check_styles(style_scale, style_bias, x)
     if noise_strength is not None:
@@ -114,14 +122,21 @@ def style_epilogue_reference(x, bias, style_scale, style_bias, noise_strength=No
 # ---------------------------------------------------------------- reference backend
 def _pre_activation(x, bias, noise_strength, noise, seed):
     """t = x + noise * noise_strength + bias in the compute dtype, and the noise map used."""
-    t = x.to(compute_dtype(x))
+    ct = compute_dtype(x)
+    t = as_dtype(x, ct)
     noise_map = None
     if noise_strength is not None:
         noise_map = noise_values(x, noise, seed)
-        t = t + noise_map * channel_view(noise_strength.to(t.dtype), 4)
+        t = torch.addcmul(t, noise_map, as_dtype(noise_strength, ct).view(-1, 1, 1))
     if bias is not None:
-        t = t + channel_view(bias.to(t.dtype), 4)
+        t = t + as_dtype(bias, ct).view(-1, 1, 1)
     return t, noise_map
+
+
+def _activation(t, alpha, gain):
+    """a = lrelu(t, alpha) * gain (leaky_relu is t > 0 ? t : t * alpha, one op)."""
+    a = _leaky_relu(t, alpha)
+    return a if gain == 1.0 else a.mul_(scalar_tensor(gain, a.dtype))
 
 
 class Reference:
@@ -129,20 +144,29 @@ class Reference:
     def forward(x, bias, style_scale, style_bias, noise_strength, noise, seed, alpha, gain, eps,
                 scale_offset):
         t, _ = _pre_activation(x, bias, noise_strength, noise, seed)
-        a = torch.where(t > 0, t, t * alpha) * gain
-        mean, rstd = instance_stats(a, eps)
-        y = modulate(a, mean, rstd, style_scale, style_bias, scale_offset)
+        y, mean, rstd = adain_forward(_activation(t, alpha, gain), style_scale, style_bias, eps,
+                                      scale_offset)
         return like(x, y), mean, rstd
 
     @staticmethod
     def backward(dy, x, bias, style_scale, noise_strength, noise, seed, mean, rstd, alpha, gain,
                  scale_offset, compute_dnoise):
         t, noise_map = _pre_activation(x, bias, noise_strength, noise, seed)
-        a = torch.where(t > 0, t, t * alpha) * gain
-        da, dscale, dsbias = modulate_backward(dy, a, mean, rstd, style_scale, scale_offset)
-        dt = torch.where(t > 0, da, da * alpha) * gain
+        a = _activation(t, alpha, gain)
+        if not grouped(a):
+            da, dscale, dsbias = modulate_backward(dy, a, mean, rstd, style_scale, scale_offset)
+            if gain != 1.0:
+                da = da * gain
+        else:
+            # da * gain straight from the norm's backward: the gain joins its per-plane scale
+            # (which dscale and dsbias do not depend on)
+            scale = offset_scale(style_scale, scale_offset, a.dtype)
+            if gain != 1.0:
+                scale = scale.mul_(scalar_tensor(gain, a.dtype))
+            da, dscale, dsbias = normalized_backward(dy, a, mean, rstd, scale)
+        dt = _leaky_relu_backward(da, t, alpha, False)  # t > 0 ? da : da * alpha
         dbias = dt.sum((0, 2, 3)) if bias is not None else dt.new_empty(0)
-        dstrength = ((dt * noise_map).sum((0, 2, 3)) if noise_strength is not None
+        dstrength = (strength_grad(dt, noise_map) if noise_strength is not None
                      else dt.new_empty(0))
         dnoise = (noise_grad(dt, noise_strength, noise.shape) if compute_dnoise
                   else dt.new_empty(0))
@@ -150,7 +174,7 @@ class Reference:
 
 
 # ---------------------------------------------------------------- custom ops and autograd
-@torch.library.custom_op("stylegan_fast::style_epilogue", mutates_args=())
+@fused_op("style_epilogue")
 def _style_epilogue_op(x: torch.Tensor, bias: Optional[torch.Tensor], style_scale: torch.Tensor,
                        style_bias: torch.Tensor, noise_strength: Optional[torch.Tensor],
                        noise: Optional[torch.Tensor], seed: Optional[torch.Tensor], alpha: float,
@@ -167,7 +191,7 @@ def _(x, bias, style_scale, style_bias, noise_strength, noise, seed, alpha, gain
     return (torch.empty_like(x), *fake_stats(x))
 
 
-@torch.library.custom_op("stylegan_fast::style_epilogue_backward", mutates_args=())
+@fused_op("style_epilogue_backward")
 def _style_epilogue_backward_op(
         dy: torch.Tensor, x: torch.Tensor, bias: Optional[torch.Tensor], style_scale: torch.Tensor,
         noise_strength: Optional[torch.Tensor], noise: Optional[torch.Tensor],
@@ -209,12 +233,12 @@ def _backward(ctx, dy, _dmean, _drstd):
         dy, x, bias, style_scale, noise_strength, noise, seed, mean, rstd, *ctx.args,
         compute_dnoise, ctx.backend)
 
-    def cast(grad, like_tensor, index):
-        return grad.to(like_tensor.dtype) if ctx.needs_input_grad[index] else None
-
-    return (dx, cast(dbias, bias, 1), cast(dscale, style_scale, 2),
-            dsbias.to(ctx.style_bias_dtype) if ctx.needs_input_grad[3] else None,
-            cast(dstrength, noise_strength, 4), cast(dnoise, noise, 5),
+    needs = ctx.needs_input_grad
+    return (dx, as_dtype(dbias, bias.dtype) if needs[1] else None,
+            as_dtype(dscale, style_scale.dtype) if needs[2] else None,
+            as_dtype(dsbias, ctx.style_bias_dtype) if needs[3] else None,
+            as_dtype(dstrength, noise_strength.dtype) if needs[4] else None,
+            as_dtype(dnoise, noise.dtype) if needs[5] else None,
             None, None, None, None, None, None)
 
 

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 
 from . import backends
 from ._common import check_input, check_scalar, compute_dtype
+from ._dispatch import fused_op
 
 SEPARABLE_ONE_PASS_TAPS = 8  # 1-D filters up to this length run as one pass with f (x) f
 
@@ -58,6 +59,8 @@ SEPARABLE_ONE_PASS_TAPS = 8  # 1-D filters up to this length run as one pass wit
 # ---------------------------------------------------------------- arguments
 def _int_pair(name: str, value, minimum: int) -> tuple[int, int]:
     """An int or a 2-sequence [x, y] of ints, each >= minimum, as (x, y)."""
+    if type(value) is int and value >= minimum:  # the common case, without the checks below
+        return value, value
     values = [value] * 2 if _is_int(value) else list(value) if isinstance(value, (list, tuple)) \
         else None
     if values is None or len(values) != 2 or not all(_is_int(v) for v in values):
@@ -68,11 +71,13 @@ def _int_pair(name: str, value, minimum: int) -> tuple[int, int]:
 
 
 def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    return type(v) is int or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
 
 
 def parse_padding(padding) -> tuple[int, int, int, int]:
     """NVIDIA's padding forms: an int, [x, y] or [x0, x1, y0, y1] -> (x0, x1, y0, y1)."""
+    if type(padding) is int:
+        return padding, padding, padding, padding
     if _is_int(padding):
         return (int(padding),) * 4
     if isinstance(padding, (list, tuple)) and all(_is_int(p) for p in padding):
@@ -155,10 +160,18 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up=1, down=1, padding=
     f = check_filter(f, x)
     upx, upy = _int_pair("up", up, 1)
     downx, downy = _int_pair("down", down, 1)
-    px0, px1, py0, py1 = parse_padding(padding)
+    return _upfirdn2d(x, f, upx, upy, downx, downy, parse_padding(padding), flip_filter, gain,
+                      padding)
+
+
+def _upfirdn2d(x, f, upx, upy, downx, downy, pad, flip_filter, gain, padding):
+    """:func:`upfirdn2d` past the checks of x and f and the parsing of up, down and padding
+    (``pad``: (x0, x1, y0, y1); ``padding``: as the caller gave it, for messages)."""
+    px0, px1, py0, py1 = pad
     if not isinstance(flip_filter, bool):
         raise TypeError(f"flip_filter must be a bool, got {type(flip_filter).__name__}")
-    gain = check_scalar("gain", gain)
+    if type(gain) is not float or not math.isfinite(gain):
+        gain = check_scalar("gain", gain)
     kw, kh = filter_size(f)
     ow = output_size(x.shape[3], upx, downx, px0, px1, kw, "x (width)", padding)
     oh = output_size(x.shape[2], upy, downy, py0, py1, kh, "y (height)", padding)
@@ -240,7 +253,8 @@ def filter2d(x: torch.Tensor, f: Optional[torch.Tensor], padding=0, flip_filter:
     fw, fh = filter_size(f)
     px0, px1, py0, py1 = parse_padding(padding)
     pad = [px0 + fw // 2, px1 + (fw - 1) // 2, py0 + fh // 2, py1 + (fh - 1) // 2]
-    return upfirdn2d(x, f, padding=pad, flip_filter=flip_filter, gain=gain)
+    check_input("x", x, rank=4, layout="[N, C, H, W]")
+    return _upfirdn2d(x, check_filter(f, x), 1, 1, 1, 1, pad, flip_filter, gain, pad)
 
 
 def upsample2d(x: torch.Tensor, f: Optional[torch.Tensor], up=2, padding=0,
@@ -253,8 +267,9 @@ def upsample2d(x: torch.Tensor, f: Optional[torch.Tensor], up=2, padding=0,
     px0, px1, py0, py1 = parse_padding(padding)
     pad = [px0 + (fw + upx - 1) // 2, px1 + (fw - upx) // 2,
            py0 + (fh + upy - 1) // 2, py1 + (fh - upy) // 2]
-    return upfirdn2d(x, f, up=(upx, upy), padding=pad, flip_filter=flip_filter,
-                     gain=check_scalar("gain", gain) * upx * upy)
+    gain = check_scalar("gain", gain) * upx * upy
+    check_input("x", x, rank=4, layout="[N, C, H, W]")
+    return _upfirdn2d(x, check_filter(f, x), upx, upy, 1, 1, pad, flip_filter, gain, pad)
 
 
 def downsample2d(x: torch.Tensor, f: Optional[torch.Tensor], down=2, padding=0,
@@ -266,49 +281,85 @@ def downsample2d(x: torch.Tensor, f: Optional[torch.Tensor], down=2, padding=0,
     px0, px1, py0, py1 = parse_padding(padding)
     pad = [px0 + (fw - downx + 1) // 2, px1 + (fw - downx) // 2,
            py0 + (fh - downy + 1) // 2, py1 + (fh - downy) // 2]
-    return upfirdn2d(x, f, down=(downx, downy), padding=pad, flip_filter=flip_filter, gain=gain)
+    check_input("x", x, rank=4, layout="[N, C, H, W]")
+    return _upfirdn2d(x, check_filter(f, x), 1, 1, downx, downy, pad, flip_filter, gain, pad)
 
 
 # ---------------------------------------------------------------- reference backend
+WINDOWS_MAX_ELEMENTS = 1 << 20  # outputs x taps up to this: one product with the gathered windows
+
+
 class Reference:
     @staticmethod
     def forward(x, f, separable, up, down, pad, out_size, flip, gain, out_dtype):
-        """One pass of the module docstring in plain PyTorch: zero insertion, pad (or crop) to
-        what the outputs cover, then a sum over the taps of strided views (on a CPU several
-        times faster than a convolution per plane, and x's layout is kept)."""
+        """One pass of the module docstring in plain PyTorch: zero insertion and pad (or crop)
+        onto a canvas of what the outputs cover (none when x already is it), then the sum over
+        the taps of strided views of the canvas: for small outputs one product of the filter with
+        the gathered windows (a few ops: a convolution per plane costs tens of microseconds
+        on a CPU), else tap by tap (several times faster than a convolution per plane)."""
         n, c, h, w = x.shape
         (upx, upy), (downx, downy), (padx, pady), (oh, ow) = up, down, pad, out_size
         ct = compute_dtype(x)
-        g = f.to(ct)
-        g = (torch.outer(g, g) if separable else g) * gain
+        g = f if f.dtype == ct else f.to(ct)
+        if separable:
+            g = torch.outer(g, g)
         kh, kw = g.shape
         if not flip:
-            g = g.flip(0, 1)
-        u = x.to(ct)
-        if upx > 1 or upy > 1:
-            u = u.new_zeros(n, c, h * upy, w * upx).contiguous(memory_format=output_layout(x))
-            u[:, :, ::upy, ::upx] = x
+            g = g.flip(0, 1)  # a new tensor: scaled in place below
+            if gain != 1:
+                g.mul_(gain)
+        elif gain != 1:
+            g = g * gain
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and \
+            not x.is_contiguous()
         need_h, need_w = (oh - 1) * downy + kh, (ow - 1) * downx + kw
-        # pad, then crop: F.pad crops the input before padding and fails when a crop is longer
-        # than the input (a backward pass whose window lies in the padding, e.g. dy of 1 row
-        # padded by 2 and cropped by 2)
-        pads = [padx, need_w - u.shape[3] - padx, pady, need_h - u.shape[2] - pady]
-        u = F.pad(u, [max(p, 0) for p in pads])
-        (x0, x1, y0, y1) = (max(-p, 0) for p in pads)
-        u = u[:, :, y0:u.shape[2] - y1, x0:u.shape[3] - x1]
+        right, bottom = need_w - w * upx - padx, need_h - h * upy - pady
+        if upx == 1 and upy == 1 and min(padx, pady, right, bottom) >= 0:
+            u = x if x.dtype == ct else x.to(ct)
+            if padx or pady or right or bottom:
+                u = F.pad(u, [padx, right, pady, bottom])
+        else:
+            # a zero canvas [need_h, need_w] in x's layout; x's pixel (i, j) lands at
+            # (i * up_y + pad_y, j * up_x + pad_x), where that is inside
+            if channels_last:
+                u = x.new_zeros((n, need_h, need_w, c), dtype=ct).permute(0, 3, 1, 2)
+            else:
+                u = x.new_zeros((n, c, need_h, need_w), dtype=ct)
+            i0, j0 = (max(-pady, 0) + upy - 1) // upy, (max(-padx, 0) + upx - 1) // upx
+            i1 = min(h, (need_h - pady + upy - 1) // upy)
+            j1 = min(w, (need_w - padx + upx - 1) // upx)
+            if i1 > i0 and j1 > j0:
+                s0, s1, s2, s3 = u.stride()
+                u.as_strided((n, c, i1 - i0, j1 - j0), (s0, s1, s2 * upy, s3 * upx),
+                             (i0 * upy + pady) * s2 + (j0 * upx + padx) * s3).copy_(
+                    x if (i0, j0, i1, j1) == (0, 0, h, w) else x[:, :, i0:i1, j0:j1])
+        s0, s1, s2, s3 = u.stride()
+        offset = u.storage_offset()
+        if n * c * oh * ow * kh * kw <= WINDOWS_MAX_ELEMENTS:
+            # the windows [KH * KW, outputs], gathered in the output's memory order
+            if channels_last:
+                windows = u.as_strided((kh, kw, n, oh, ow, c),
+                                       (s2, s3, s0, s2 * downy, s3 * downx, s1), offset)
+                y = (g.reshape(-1) @ windows.reshape(kh * kw, -1)).view(n, oh, ow, c)
+                y = y.permute(0, 3, 1, 2)
+            else:
+                windows = u.as_strided((kh, kw, n, c, oh, ow),
+                                       (s2, s3, s0, s1, s2 * downy, s3 * downx), offset)
+                y = (g.reshape(-1) @ windows.reshape(kh * kw, -1)).view(n, c, oh, ow)
+            return y if out_dtype == ct else y.to(out_dtype)
         y = None
         for ky in range(kh):
             for kx in range(kw):
-                tap = u[:, :, ky:ky + (oh - 1) * downy + 1:downy,
-                        kx:kx + (ow - 1) * downx + 1:downx] * g[ky, kx]
-                y = tap if y is None else y.add_(tap)
+                tap = u.as_strided((n, c, oh, ow), (s0, s1, s2 * downy, s3 * downx),
+                                   offset + ky * s2 + kx * s3)
+                y = tap * g[ky, kx] if y is None else y.addcmul_(tap, g[ky, kx])
         out = empty_output(x, out_size, out_dtype)
         out.copy_(y)
         return out
 
 
 # ---------------------------------------------------------------- custom op and autograd
-@torch.library.custom_op("stylegan_fast::upfirdn2d", mutates_args=())
+@fused_op("upfirdn2d")
 def _upfirdn2d_op(x: torch.Tensor, f: torch.Tensor, separable: bool, up: list[int],
                   down: list[int], pad: list[int], out_size: list[int], flip: bool, gain: float,
                   out_dtype: torch.dtype, backend: str) -> torch.Tensor:

@@ -175,3 +175,46 @@ def test_prepare_runs_only_for_an_explicit_request_and_only_once():
     finally:
         backends.unregister_backend("lazy")
         backends._WARNED.clear()
+
+
+def test_resolution_is_cached_per_request_and_redone_when_anything_changes(monkeypatch,
+                                                                           fake_backend):
+    chosen = []
+    choose = backends._choose
+
+    def counting_choose(op, device_type, requested):
+        chosen.append((op, device_type, requested))
+        return choose(op, device_type, requested)
+
+    monkeypatch.setattr(backends, "_choose", counting_choose)
+    monkeypatch.delenv(backends.ENV_VAR, raising=False)
+    backends._RESOLVED.clear()
+    cpu = torch.device("cpu")
+    assert [ops.resolve_backend("bias_act", cpu) for _ in range(3)] == ["ref"] * 3
+    assert chosen == [("bias_act", "cpu", "auto")]           # chosen once, then looked up
+    with ops.use_backend("eager"):                            # another request: another key
+        assert ops.resolve_backend("bias_act", cpu) == "eager"
+    monkeypatch.setenv(backends.ENV_VAR, "ref")               # so is a new environment value
+    assert ops.resolve_backend("bias_act", cpu) == "ref"
+    monkeypatch.delenv(backends.ENV_VAR)
+    assert ops.resolve_backend("bias_act", cpu) == "ref"
+    assert len(chosen) == 3
+    fake_backend(available=True)                              # a new backend: chosen afresh
+    assert ops.resolve_backend("bias_act", cpu) == "fake"
+    backends.unregister_backend("fake")
+    assert ops.resolve_backend("bias_act", cpu) == "ref"
+    assert len(chosen) == 5
+
+
+def test_a_cached_choice_follows_a_probe_that_changes(fake_backend):
+    state = {"reason": "not yet"}
+    backends.register_backend("fake", priority=100, probe=lambda device_type: state["reason"])
+    backends.register_impl("bias_act", "fake", CountingBiasAct)
+    cpu = torch.device("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert ops.resolve_backend("bias_act", cpu) == "ref"
+    state["reason"] = None
+    assert ops.resolve_backend("bias_act", cpu) == "ref"     # probes are cached too ...
+    backends.forget_probes("fake")                            # ... until forgotten
+    assert ops.resolve_backend("bias_act", cpu) == "fake"

@@ -461,6 +461,9 @@ def load(*, build: bool = False):
     wants ``auto`` to notice calls ``stylegan_fast.ops.backends.forget_probes("cuda")`` (this
     module does not import the registry, which imports it).
     """
+    module = _STATE["module"]
+    if module is not None:  # every op call asks: no lock once loaded (it is never unloaded)
+        return module
     with _STATE_LOCK:
         if _STATE["module"] is not None:
             return _STATE["module"]
