@@ -472,21 +472,20 @@ def _ours(names):
     return {n for n in names if n.startswith(f"{NAMESPACE}.")}
 
 
-def test_dispatch_mode_sees_custom_ops():
+@pytest.mark.parametrize("case,expected", [
+    ("bias_act-swish-clamp", {"stylegan_fast.bias_act.default",
+                              "stylegan_fast.bias_act_backward_smooth.default"}),
+    ("style_epilogue-noise", {"stylegan_fast.style_epilogue.default",
+                              "stylegan_fast.style_epilogue_backward.default"}),
+])
+def test_dispatch_mode_sees_custom_ops(case, expected):
     """Under a TorchDispatchMode the ops go through the custom ops: the mode sees one node per op
     (forward and backward)."""
-    fn, args = make_case("bias_act-swish-clamp")
+    fn, args = make_case(case)
     with FuncNames() as mode:
         y = fn(*args)
         torch.autograd.grad(y, leaves_of(args), torch.ones_like(y))
-    assert _ours(mode.names) == {"stylegan_fast.bias_act.default",
-                                 "stylegan_fast.bias_act_backward_smooth.default"}
-    fn, args = make_case("style_epilogue-noise")
-    with FuncNames() as mode:
-        y = fn(*args)
-        torch.autograd.grad(y, leaves_of(args), torch.ones_like(y))
-    assert _ours(mode.names) == {"stylegan_fast.style_epilogue.default",
-                                 "stylegan_fast.style_epilogue_backward.default"}
+    assert _ours(mode.names) == expected
 
 
 def test_fake_tensor_mode_goes_through_custom_op():
