@@ -23,7 +23,8 @@
 #              the cuda backend's op tests under compute-sanitizer memcheck, beside the tests,
 #              for at most GPU_CHECK_MEMCHECK_SECONDS, default 240), GPU_CHECK_CLUSTER_SECONDS
 #              (the cluster benchmark's budget, default 90), GPU_CHECK_OP_ARGS (more flags for
-#              the op bench of bias_act, noise_inject and adain),
+#              the op bench of bias_act, noise_inject and adain), GPU_CHECK_FLRELU_ARGS (more
+#              flags for the filtered_lrelu op bench, e.g. "--dtypes bfloat16 --modes fwd+bwd"),
 #              GPU_CHECK_MODEL_ARGS (more `bench --model` flags, e.g. "--resolutions 256
 #              --dtypes float32" to spend the model budget on fewer cases),
 #              GPU_CHECK_TEST_SECONDS (the test step's limit, default 270: the whole suite took
@@ -128,9 +129,10 @@ run_step clusters $((${GPU_CHECK_CLUSTER_SECONDS:-90} + 60)) clusters.log \
 # its JSONL, so a step killed by its timeout still leaves results. What the tests leave (minus 40 s
 # for the plot and the summary) is shared: the fused epilogue's op bench first (the project's
 # central claim, every backend, up to 30%, at most 150 s), the resampling ops (up to 20%, at most
-# 90 s), the other ops (up to 40% of what is left, at most 150 s; GPU_CHECK_OP_ARGS narrows
-# them, e.g. "--backends eager,triton,cuda"), then the model bench (256 px first, then 1024 px)
-# the rest; each step's timeout gives the case in flight 60 s more.
+# 90 s), filtered_lrelu (up to 20%, at most 90 s), the other ops (up to 40% of what is left, at
+# most 150 s; GPU_CHECK_OP_ARGS narrows them, e.g. "--backends eager,triton,cuda"), then the model
+# bench (256 px first, then 1024 px) the rest; each step's timeout gives the case in flight 60 s
+# more.
 budget_for() {  # budget_for PERCENT MAX: seconds for the next bench, at least 1
     local left=$((TOTAL_SECONDS - SECONDS - 40 - 60))
     local budget=$((left * $1 / 100))
@@ -163,6 +165,14 @@ BUDGET=$(budget_for 20 90)
 run_step bench-resample $((BUDGET + 60)) bench-resample.log python3 -m stylegan_fast.cli bench \
     --preset "$PRESET" --ops upsample2d,downsample2d,filter2d --jsonl "$OUTDIR/ops.jsonl" \
     --budget-seconds "$BUDGET"
+BUDGET=$(budget_for 20 90)
+# filtered_lrelu (StyleGAN3's op) at StyleGAN3-T/R layer shapes at 256 px (T: up 2 / down 2 with
+# 12-tap filters, T up: up 4 / down 2 with 24 / 12 taps, R: a radial 12x12 down filter, ToRGB),
+# against its plain definition (the upsampled tensor at full size) and its torch.compile.
+# shellcheck disable=SC2086  # GPU_CHECK_FLRELU_ARGS is a list of flags
+run_step bench-flrelu $((BUDGET + 60)) bench-flrelu.log python3 -m stylegan_fast.cli bench \
+    --preset "$PRESET" --ops filtered_lrelu --jsonl "$OUTDIR/ops.jsonl" \
+    --budget-seconds "$BUDGET" ${GPU_CHECK_FLRELU_ARGS:-}
 BUDGET=$(budget_for 40 150)
 # shellcheck disable=SC2086  # GPU_CHECK_OP_ARGS is a list of flags
 run_step bench $((BUDGET + 60)) bench.log python3 -m stylegan_fast.cli bench --preset "$PRESET" \
@@ -201,7 +211,7 @@ if [ -f "$OUTDIR/overhead.log" ]; then
     echo "== host overhead per call (tail of overhead.log)"
     sed -n '/^host time vs eager/,$p' "$OUTDIR/overhead.log" | tail -n 30
 fi
-for log in bench-epilogue.log bench-resample.log bench.log; do
+for log in bench-epilogue.log bench-resample.log bench-flrelu.log bench.log; do
     if [ -f "$OUTDIR/$log" ]; then
         echo
         echo "== op benchmark table (tail of $log)"

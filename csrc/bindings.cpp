@@ -478,6 +478,116 @@ void upfirdn2d_forward(const Tensor& x, const Tensor& f, const Tensor& y, bool s
   sgf::upfirdn2d_forward(a, stream_of(x));
 }
 
+// -------------------------------------------------------------------------------- filtered_lrelu
+// A filter: float32, contiguous, on z's device, 1-D (separable) or 2-D, 1..32 taps per axis.
+void check_fir(const Tensor& f, const char* name, const Tensor& z) {
+  TORCH_CHECK(f.device() == z.device() && f.scalar_type() == at::kFloat && f.is_contiguous() &&
+                  (f.dim() == 1 || f.dim() == 2) && f.numel() > 0 &&
+                  f.size(0) <= sgf::kFilteredLReluMaxTaps &&
+                  f.size(-1) <= sgf::kFilteredLReluMaxTaps,
+              name, " must be a contiguous float32 filter on z's device, [K] or [KH, KW] with 1 "
+              "to ", sgf::kFilteredLReluMaxTaps, " taps per axis");
+}
+
+// The launcher arguments of both passes: z (any strides), the filters, y [N, C, OH, OW] (the
+// caller allocated it in the op's output layout and dtype), signs uint8 [N, C, RH, ceil(RW / 4)]
+// (any strides; an empty tensor: none), region (RH, RW).
+sgf::FilteredLReluArgs flrelu_args(const Tensor& z, const Tensor& f1, const Tensor& f2,
+                                   const Tensor& y, const Tensor& signs, int64_t up, int64_t down,
+                                   at::IntArrayRef pad1, at::IntArrayRef region, double gain,
+                                   double slope, bool flip) {
+  TORCH_CHECK(z.is_cuda() && z.dim() == 4, "z must be a 4-D CUDA tensor");
+  check_fir(f1, "f1", z);
+  check_fir(f2, "f2", z);
+  check_big(y, "y", !y.is_contiguous());
+  TORCH_CHECK(y.device() == z.device() && y.size(0) == z.size(0) && y.size(1) == z.size(1),
+              "y must be [N, C, OH, OW] on z's device");
+  TORCH_CHECK(up >= 1 && down >= 1 && pad1.size() == 2 && region.size() == 2 && region[0] >= 1 &&
+                  region[1] >= 1,
+              "up, down must be >= 1, pad a pair (x, y), region (RH, RW) >= 1");
+  if (signs.numel() > 0) {
+    TORCH_CHECK(signs.device() == z.device() && signs.scalar_type() == at::kByte &&
+                    signs.dim() == 4 && signs.size(0) == z.size(0) &&
+                    signs.size(1) == z.size(1) && signs.size(2) == region[0] &&
+                    signs.size(3) == (region[1] + 3) / 4,
+                "signs must be uint8 [N, C, RH, ceil(RW / 4)] on z's device");
+  }
+  sgf::FilteredLReluArgs a{};
+  a.dtype = storage_dtype(z);
+  a.out_dtype = storage_dtype(y);
+  a.z = z.data_ptr();
+  a.sz_n = z.stride(0); a.sz_c = z.stride(1); a.sz_h = z.stride(2); a.sz_w = z.stride(3);
+  a.f1 = f1.data_ptr<float>();
+  a.K1h = static_cast<int>(f1.size(0)); a.K1w = static_cast<int>(f1.size(-1));
+  a.sep1 = f1.dim() == 1;
+  a.f2 = f2.data_ptr<float>();
+  a.K2h = static_cast<int>(f2.size(0)); a.K2w = static_cast<int>(f2.size(-1));
+  a.sep2 = f2.dim() == 1;
+  a.y = y.data_ptr();
+  a.sy_n = y.stride(0); a.sy_c = y.stride(1); a.sy_h = y.stride(2); a.sy_w = y.stride(3);
+  if (signs.numel() > 0) {
+    a.signs = signs.data_ptr<uint8_t>();
+    a.ss_n = signs.stride(0); a.ss_c = signs.stride(1);
+    a.ss_h = signs.stride(2); a.ss_w = signs.stride(3);
+  }
+  a.N = z.size(0); a.C = z.size(1); a.H = z.size(2); a.W = z.size(3);
+  a.RH = region[0]; a.RW = region[1];
+  a.OH = y.size(2); a.OW = y.size(3);
+  a.up = up; a.down = down;
+  a.pad1_x = pad1[0]; a.pad1_y = pad1[1];
+  a.flip = flip;
+  a.gain = gain; a.slope = slope;
+  return a;
+}
+
+// Forward: y = the pass with gain1 = up ** 2, gain2 = 1, act clamp(leaky_relu(v) * gain); the
+// codes into signs unless it is empty. b: [C] math dtype or None.
+void filtered_lrelu_forward(const Tensor& x, const Tensor& fu, const Tensor& fd,
+                            const optional<Tensor>& b, const Tensor& y, const Tensor& signs,
+                            int64_t up, int64_t down, at::IntArrayRef pad,
+                            at::IntArrayRef region, double gain, double slope, double clamp,
+                            bool flip) {
+  sgf::FilteredLReluArgs a =
+      flrelu_args(x, fu, fd, y, signs, up, down, pad, region, gain, slope, flip);
+  TORCH_CHECK(y.scalar_type() == x.scalar_type(), "y must have x's dtype");
+  TORCH_CHECK(signs.numel() == 0 || signs.is_non_overlapping_and_dense(), "signs must be dense");
+  if (b) check_small(*b, "b", x, x.size(1));
+  const c10::cuda::CUDAGuard guard(x.device());
+  if (x.numel() == 0) {  // as the op does for an empty x
+    y.zero_();
+    if (signs.numel() > 0) signs.zero_();
+    return;
+  }
+  a.masked = false;
+  a.bias = ptr_or_null(b);
+  a.gain1 = static_cast<double>(up * up);
+  a.gain2 = 1.0;
+  a.clamp = clamp;
+  sgf::filtered_lrelu(a, stream_of(x));
+}
+
+// Masked: y = scale * S2(m * S1(z)), m from signs (module docstring of filtered_lrelu.py).
+void filtered_lrelu_masked(const Tensor& z, const Tensor& f1, const Tensor& f2,
+                           const Tensor& signs, const Tensor& y, int64_t up, int64_t down,
+                           at::IntArrayRef pad1, at::IntArrayRef pad2, at::IntArrayRef region,
+                           double gain, double slope, double scale, bool flip) {
+  sgf::FilteredLReluArgs a =
+      flrelu_args(z, f1, f2, y, signs, up, down, pad1, region, gain, slope, flip);
+  TORCH_CHECK(pad2.size() == 2, "pad2 must be a pair (x, y)");
+  const c10::cuda::CUDAGuard guard(z.device());
+  if (z.numel() == 0) {
+    y.zero_();
+    return;
+  }
+  TORCH_CHECK(signs.numel() > 0, "signs must not be empty");
+  a.masked = true;
+  a.pad2_x = pad2[0]; a.pad2_y = pad2[1];
+  a.gain1 = 1.0;
+  a.gain2 = scale;
+  a.clamp = 0.0;
+  sgf::filtered_lrelu(a, stream_of(z));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -499,4 +609,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("adain_backward", &adain_backward, "adain backward -> (dx, dstyle_scale, dstyle_bias)");
   m.def("upfirdn2d_forward", &upfirdn2d_forward,
         "upfirdn2d: one pass (upsample, FIR filter, downsample) of x into y");
+  m.def("filtered_lrelu_forward", &filtered_lrelu_forward,
+        "filtered_lrelu forward pass of x into y (and the signs)");
+  m.def("filtered_lrelu_masked", &filtered_lrelu_masked,
+        "filtered_lrelu masked pass (backward) of z into y, reading the signs");
 }

@@ -214,4 +214,48 @@ struct UpFirDn2dArgs {
 };
 void upfirdn2d_forward(const UpFirDn2dArgs& args, cudaStream_t stream);
 
+// filtered_lrelu: one pass of stylegan_fast/ops/filtered_lrelu.py's backend interface, fused
+// (stage 1, the activation, stage 2 per output tile in shared memory; see filtered_lrelu.cu):
+//   v[r, s] = gain1 * sum_{ky, kx} u[r + ky - pad1_y, s + kx - pad1_x] * w1[ky, kx], (r, s) in
+//             the region [0, RH) x [0, RW)
+//   u[i, j] = z[i / up, j / up] (+ bias[c] in forward) if up | i, up | j and inside z, else 0
+//   a = forward: clamp(leaky_relu(v, slope) * gain, -clamp, clamp), codes saved to signs;
+//       masked: v * gain * (1 | slope | 0) from the codes in signs; a = 0 outside the region
+//   y[o, p] = gain2 * sum_{ky, kx} a[o * down + ky - pad2_y, p * down + kx - pad2_x] * w2[ky, kx]
+//   w[ky, kx] = g[ky, kx] if flip else g[KH - 1 - ky, KW - 1 - kx], g = f (x) f for a 1-D f
+// Math in float32 (float64 for a float64 z).
+constexpr int kFilteredLReluMaxTaps = 32;  // per axis, both filters
+struct FilteredLReluArgs {
+  DType dtype;                      // storage dtype of z
+  DType out_dtype;                  // storage dtype of y: z's; masked also Float for a
+                                    // Half/BFloat16 z, or Half/BFloat16 for a Float z
+  bool masked;                      // the masked pass (reads signs), else forward (writes them)
+  const void* z;                    // [N, C, H, W] storage dtype, any strides (sz_*): x or dy
+  int64_t sz_n, sz_c, sz_h, sz_w;   // z's strides, elements
+  const void* bias;                 // [C] math dtype, or nullptr (forward only)
+  const float* f1;                  // stage 1 filter: [K1] if sep1 (K1h = K1w = K1), else
+                                    // [K1h, K1w]; contiguous
+  int K1h, K1w;                     // its taps along y, x (<= kFilteredLReluMaxTaps)
+  bool sep1;                        // f1 is 1-D (separable)
+  const float* f2;                  // stage 2 filter, likewise
+  int K2h, K2w;
+  bool sep2;
+  void* y;                          // [N, C, OH, OW] out_dtype, non-overlapping (sy_*)
+  int64_t sy_n, sy_c, sy_h, sy_w;   // y's strides, elements
+  uint8_t* signs;                   // [N, C, RH, ceil(RW / 4)], 2 bits per region element
+                                    // (ss_*); forward: written, or nullptr; masked: read
+  int64_t ss_n, ss_c, ss_h, ss_w;   // signs' strides, bytes
+  int64_t N, C, H, W;               // z's sizes
+  int64_t RH, RW;                   // the region of v
+  int64_t OH, OW;                   // y's plane
+  int64_t up, down;                 // up1 (stage 1 zero insertion), down2 (stage 2), >= 1
+  int64_t pad1_x, pad1_y;           // stage 1 leading padding (negative crops)
+  int64_t pad2_x, pad2_y;           // stage 2 leading padding (masked only; forward: 0)
+  bool flip;                        // correlate with the filters (no flip)
+  double gain1, gain2;              // stage gains (forward: up ** 2, 1; masked: 1, scale)
+  double gain, slope;               // activation gain and leaky ReLU slope
+  double clamp;                     // forward: clamp bound, or inf for none
+};
+void filtered_lrelu(const FilteredLReluArgs& args, cudaStream_t stream);
+
 }  // namespace sgf

@@ -576,4 +576,34 @@ void dispatch(DType dtype, F&& f) {
   }
 }
 
+// Call f(Tag<O>{}) for an output storage type O beside an input of storage type T: O = T, or a
+// float32 output for a 16-bit input, or a 16-bit output for a float32 input (float32
+// intermediates and gradients: upfirdn2d's two-pass filters, filtered_lrelu's dx for db).
+template <typename T, class F>
+void dispatch_out(const char* op, DType in, DType out, F&& f) {
+  if (out == in) {
+    f(Tag<T>{});
+    return;
+  }
+  if constexpr (std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>) {
+    if (out == DType::Float) {
+      f(Tag<float>{});
+      return;
+    }
+  } else if constexpr (std::is_same_v<T, float>) {
+    if (out == DType::Half) {
+      f(Tag<__half>{});
+      return;
+    }
+    if (out == DType::BFloat16) {
+      f(Tag<__nv_bfloat16>{});
+      return;
+    }
+  }
+  TORCH_CHECK(false, op, " cuda: unsupported dtype pair (input: DType ", static_cast<int>(in),
+              ", output: DType ", static_cast<int>(out), "): the output must have the input's "
+              "dtype, or be float32 for a float16/bfloat16 input, or float16/bfloat16 for a "
+              "float32 input");
+}
+
 }  // namespace sgf

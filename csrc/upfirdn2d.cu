@@ -314,34 +314,6 @@ inline unsigned grid_for_tiles(int64_t tiles) {
   return static_cast<unsigned>(tiles < cap ? tiles : cap);
 }
 
-// Call f(Tag<O>{}) for y's storage type O given x's T: O = T, or the supported mixes (16-bit x ->
-// float y, float x -> 16-bit y: the two-pass filters' float32 intermediate).
-template <typename T, class F>
-void dispatch_out(DType in, DType out, F&& f) {
-  if (out == in) {
-    f(Tag<T>{});
-    return;
-  }
-  if constexpr (std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat16>) {
-    if (out == DType::Float) {
-      f(Tag<float>{});
-      return;
-    }
-  } else if constexpr (std::is_same_v<T, float>) {
-    if (out == DType::Half) {
-      f(Tag<__half>{});
-      return;
-    }
-    if (out == DType::BFloat16) {
-      f(Tag<__nv_bfloat16>{});
-      return;
-    }
-  }
-  TORCH_CHECK(false, "upfirdn2d cuda: unsupported dtype pair (x: DType ", static_cast<int>(in),
-              ", y: DType ", static_cast<int>(out), "): y must have x's dtype, or be float32 for "
-              "a float16/bfloat16 x, or float16/bfloat16 for a float32 x");
-}
-
 }  // namespace
 
 void upfirdn2d_forward(const UpFirDn2dArgs& a, cudaStream_t stream) {
@@ -378,7 +350,7 @@ void upfirdn2d_forward(const UpFirDn2dArgs& a, cudaStream_t stream) {
   dispatch(a.dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
-    dispatch_out<T>(a.dtype, a.out_dtype, [&](auto out_tag) {
+    dispatch_out<T>("upfirdn2d", a.dtype, a.out_dtype, [&](auto out_tag) {
       using O = typename decltype(out_tag)::type;
       const auto* x = static_cast<const T*>(a.x);
       auto* y = static_cast<O*>(a.y);

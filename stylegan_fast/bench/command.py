@@ -5,7 +5,7 @@ import argparse
 
 from ..errors import UserError
 from ..tools.commands import number, parse_device
-from .op_cases import OPS, PRESETS, canonical_dtype, parse_shape
+from .op_cases import OP_GROUPS, OPS, PRESETS, canonical_dtype, parse_shape
 
 
 def _comma_list(text: str) -> list:
@@ -43,7 +43,9 @@ def _device(text: str):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="case set (default: gpu when CUDA is available, else smoke)")
-    parser.add_argument("--ops", type=_comma_list, help=f"comma list of {', '.join(OPS)}")
+    parser.add_argument("--ops", type=_comma_list,
+                        help=f"comma list of {', '.join(OPS)}, or a group: "
+                             f"{', '.join(OP_GROUPS)} (its ops)")
     parser.add_argument("--backends", type=_comma_list,
                         help="comma list (default: eager, compile and every available fused "
                              "backend; ref on request)")

@@ -22,9 +22,11 @@ from ..errors import UserError
 from .baselines import check_available, default_backends, known_backends
 from .op_cases import (
     MODES,
+    OP_GROUPS,
     OPS,
     PRESETS,
     Case,
+    expand_ops,
     make_cases,
     make_inputs,
     min_bytes,
@@ -163,10 +165,11 @@ def run_case(case: Case, reps: int, warmup: int, copy_gbps: float) -> dict:
 def _selection(args: argparse.Namespace, device: str):
     """(cases, reps, warmup) from the preset and the flags; raises UserError on bad values."""
     preset = PRESETS[args.preset or default_preset(device)]
-    op_names = args.ops or list(OPS)
+    op_names = expand_ops(args.ops) if args.ops else list(OPS)  # a group: its ops
     modes = args.modes or list(preset.modes)
     backends = args.backends or default_backends(device)
-    for flag, chosen, allowed in (("ops", op_names, OPS), ("modes", modes, MODES),
+    for flag, chosen, allowed in (("ops", op_names, OPS + tuple(OP_GROUPS)),
+                                  ("modes", modes, MODES),
                                   ("backends", backends, known_backends(device))):
         unknown = [c for c in chosen if c not in allowed]
         if unknown:

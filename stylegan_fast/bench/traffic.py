@@ -255,8 +255,9 @@ def _report(op_names, dtypes, modes, shapes, jsonl, budget_seconds) -> int:
 
 def main(args: argparse.Namespace) -> int:
     """``stylegan-fast bench --traffic``: 0, 1 if a case failed, 2 on a usage error."""
-    # The resampling ops gather each output's taps (cached on a GPU): bytes loaded per program
-    # would count every tap, so the report covers the epilogue ops only.
+    # The resampling ops and filtered_lrelu gather each output's taps (cached on a GPU): bytes
+    # loaded per program would count every tap, so the report covers the epilogue ops only
+    # (their minimum traffic still gives the op bench's GB/s: op_cases.minimum_traffic).
     op_names, modes = args.ops or list(EPILOGUE_OPS), args.modes or list(MODES)
     for flag, chosen, allowed in (("ops", op_names, EPILOGUE_OPS), ("modes", modes, MODES)):
         unknown = [c for c in chosen if c not in allowed]

@@ -13,6 +13,9 @@ from .backends import (
 )
 from .bias_act import bias_act, bias_act_reference
 from .conv2d import conv2d, conv_transpose2d, no_weight_gradients, weight_gradients_disabled
+from .filtered_lrelu import filtered_lrelu, filtered_lrelu_reference
+from .fma import fma
+from .grid_sample import grid_sample
 from .noise_inject import noise_inject, noise_inject_reference
 from .style_epilogue import style_epilogue, style_epilogue_reference
 from .upfirdn2d import (
@@ -37,6 +40,10 @@ __all__ = [
                        "custom_ops_only",
                        "downsample2d",
                        "filter2d",
+                       "filtered_lrelu",
+                       "filtered_lrelu_reference",
+                       "fma",
+                       "grid_sample",
                        "no_weight_gradients",
                        "noise_inject",
                        "noise_inject_reference",

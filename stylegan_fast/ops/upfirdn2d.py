@@ -89,21 +89,25 @@ def parse_padding(padding) -> tuple[int, int, int, int]:
                      f"got {padding!r}")
 
 
-def check_filter(f, x: torch.Tensor) -> torch.Tensor:
-    """f as given (None: the identity [[1]]): a float32 tensor of 1 or 2 dims on x's device."""
+def check_filter(f, x: torch.Tensor, name: str = "f",
+                 max_taps: Optional[int] = None) -> torch.Tensor:
+    """f as given (None: the identity [[1]]): a constant float32 tensor of 1 or 2 dims (at most
+    ``max_taps`` per axis, when given) on x's device; errors name it ``name``."""
     if f is None:
         return torch.ones(1, 1, dtype=torch.float32, device=x.device)
     if not isinstance(f, torch.Tensor):
-        raise TypeError(f"f must be a torch.Tensor or None, got {type(f).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor or None, got {type(f).__name__}")
     if f.dtype != torch.float32:
-        raise TypeError(f"f must be float32 (see setup_filter), got {f.dtype}")
-    if f.dim() not in (1, 2) or f.numel() == 0:
-        raise ValueError(f"f must be a non-empty 1-D or 2-D filter, got shape {tuple(f.shape)}")
+        raise TypeError(f"{name} must be float32 (see setup_filter), got {f.dtype}")
+    if f.dim() not in (1, 2) or f.numel() == 0 or (max_taps and max(f.shape) > max_taps):
+        limit = f" of at most {max_taps} taps per axis" if max_taps else ""
+        raise ValueError(f"{name} must be a non-empty 1-D or 2-D filter{limit}, got shape "
+                         f"{tuple(f.shape)}")
     if f.device != x.device:
-        raise ValueError(f"f is on {f.device} but x is on {x.device}")
+        raise ValueError(f"{name} is on {f.device} but x is on {x.device}")
     if f.requires_grad and torch.is_grad_enabled():
-        raise ValueError("f requires grad, but upfirdn2d's filter is a constant (no gradient "
-                         "flows to it): pass f.detach()")
+        raise ValueError(f"{name} requires grad, but the filter is a constant (no gradient flows "
+                         f"to it): pass {name}.detach()")
     return f
 
 

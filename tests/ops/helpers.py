@@ -35,6 +35,18 @@ def rand(shape, dtype=torch.float32, device="cpu", channels_last=False, grad=Tru
     return t.requires_grad_(grad)
 
 
+LAYOUTS = ["nchw", "channels_last", "strided"]
+
+
+def rand_in_layout(shape, dtype, device, layout: str):
+    """:func:`rand` of a 4-D ``shape`` as NCHW, channels_last, or ``strided``: a transposed view,
+    neither of the two."""
+    if layout == "strided":
+        n, c, h, w = shape
+        return rand((n, c, w, h), dtype, device).detach().transpose(2, 3).requires_grad_()
+    return rand(shape, dtype, device, channels_last=layout == "channels_last")
+
+
 def forward_backward(fn: Callable, args: Sequence, dy: torch.Tensor):
     """fn(*args) and the gradients of <y, dy> w.r.t. every tensor arg that requires grad."""
     y = fn(*args)

@@ -303,7 +303,8 @@ def test_cached_real_build_loads_and_does_not_spill_much():
     for name in ("bias_act_forward", "bias_act_backward", "bias_act_backward_smooth",
                  "generate_noise", "noise_inject_forward", "noise_inject_backward",
                  "adain_forward", "adain_backward", "style_epilogue_forward",
-                 "style_epilogue_backward", "upfirdn2d_forward"):
+                 "style_epilogue_backward", "upfirdn2d_forward", "filtered_lrelu_forward",
+                 "filtered_lrelu_masked"):
         assert callable(getattr(module, name)), name
     kernels = build.parse_ptxas((path.parent / "build.log").read_text())
     assert len(kernels) > 50

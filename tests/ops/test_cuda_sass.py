@@ -240,3 +240,23 @@ def test_report_passes_on_the_real_sm90_build():
     # the sm_90 cluster path of adain / style_epilogue: rows and cols, forward and backward
     clusters = {c.name.split("<")[0] for c in report.checks if c.cluster}
     assert clusters == {"plane_rows_cluster_kernel", "plane_cols_cluster_kernel"}, clusters
+
+
+@pytest.mark.needs_cuda_torch
+def test_report_covers_the_fused_filtered_lrelu_kernels():
+    """Both passes of filtered_lrelu, every storage type and factor specialization, are in the
+    sm_90 report as auxiliary kernels (their last template argument is the pass, not a vector
+    width) and pass it: no local memory, no spills. Uses the cached build only."""
+    if sass.find_cuobjdump() is None:
+        pytest.skip("no cuobjdump (neither the CUDA toolkit's nor Triton's wheel's)")
+    path = build.cached_build("9.0")
+    if path is None:
+        pytest.skip("no cached sm_90 build (run `stylegan-fast build-ext --arch 9.0`)")
+    log = path.parent / "build.log"
+    report = sass.report(path, log if log.is_file() else None, "9.0")
+    rows = [c for c in report.checks if c.name.startswith("filtered_lrelu_kernel<")]
+    assert all(c.ok and c.kind == "aux" for c in rows), sass.format_report(report)
+    # forward: 4 storage types; masked: 8 (z, y) dtype pairs; x 10 factor specializations
+    assert len(rows) == (4 + 8) * 10, [c.name for c in rows]
+    assert {"Pass<false, 2, 2>", "Pass<true, 4, 2>", "Pass<true, 0, 0>"} <= {
+        sass.template_args(c.name)[1][-1] for c in rows}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 
 import pytest
 import torch
@@ -32,6 +33,7 @@ from .helpers import DEVICE_BACKENDS, backends_for, rand, saved_bytes
 # the op modules (stylegan_fast.ops re-exports functions of the same names)
 adain_module = importlib.import_module("stylegan_fast.ops.adain")
 bias_act_module = importlib.import_module("stylegan_fast.ops.bias_act")
+filtered_lrelu_module = importlib.import_module("stylegan_fast.ops.filtered_lrelu")
 noise_inject_module = importlib.import_module("stylegan_fast.ops.noise_inject")
 style_epilogue_module = importlib.import_module("stylegan_fast.ops.style_epilogue")
 upfirdn2d_module = importlib.import_module("stylegan_fast.ops.upfirdn2d")
@@ -121,6 +123,11 @@ CASES = {
         ops.downsample2d, _fir(device=dev), rand((1, 2, 7, 9), dt, dev)),
     "filter2d": lambda dt, dev: _resampling(
         ops.filter2d, _fir(device=dev), rand((1, 2, 5, 7), dt, dev), padding=1),
+    "filtered_lrelu": lambda dt, dev: (
+        (lambda fu, fd: lambda x, b: ops.filtered_lrelu(
+            x, fu, fd, b, up=2, down=2, padding=[4, 3, 4, 3], clamp=0.8))(
+            _fir(LONG_FIR, device=dev), _fir(device=dev)),
+        [rand((1, 2, 5, 7), dt, dev), rand((2,), _half_param(dt), dev)]),
 }
 # a cheap half-precision case per op
 HALF_CASES = [("bias_act-lrelu-clamp", torch.float16), ("bias_act-swish-clamp", torch.bfloat16),
@@ -389,6 +396,7 @@ EXPECTED_OPS = {
     "upsample2d": {"upfirdn2d"},
     "downsample2d": {"upfirdn2d"},
     "filter2d": {"upfirdn2d"},
+    "filtered_lrelu": {"filtered_lrelu", "filtered_lrelu_masked"},
 }
 
 
@@ -617,6 +625,9 @@ def _opcheck_args():
     _, mean, rstd = adain_module._adain_op.forward(x.detach(), s.detach(), sb.detach(), 1e-5,
                                                    1.0, "ref")
     f = _fir()
+    signs = filtered_lrelu_module._filtered_lrelu_op.forward(
+        x.detach(), _fir(LONG_FIR), f, b.detach(), 2, 2, [4, 4], [9, 11], [3, 4], 1.4, 0.2, 0.8,
+        False, True, "ref")[1]
     return {
         "bias_act": [
             (bias_act_module._bias_act_op, (x, b, 1, "lrelu", 0.2, 1.0, 0.5, True, "ref")),
@@ -653,12 +664,23 @@ def _opcheck_args():
             (upfirdn2d_module._upfirdn2d_op,
              (x, _fir(LONG_FIR).view(1, -1), False, [1, 1], [2, 1], [4, 0], [4, 3], True, 2.0,
               torch.float32, "ref"))],
+        "filtered_lrelu": [
+            (filtered_lrelu_module._filtered_lrelu_op,
+             (x, _fir(LONG_FIR), f, b, 2, 2, [4, 4], [9, 11], [3, 4], 1.4, 0.2, 0.8, False, True,
+              "ref")),
+            (filtered_lrelu_module._filtered_lrelu_op,
+             (x.detach(), f, torch.ones(1, 1), None, 1, 1, [1, 1], [4, 5], [4, 5], 1.0, 0.0,
+              math.inf, True, False, "ref"))],
+        "filtered_lrelu_masked": [
+            (filtered_lrelu_module._masked_op,
+             (dy.clone().requires_grad_(), f, _fir(LONG_FIR), signs, 2, 2, [3, 3], [4, 4],
+              [9, 11], [2, 3], 1.4, 0.2, 4.0, True, torch.float32, "ref"))],
     }
 
 
 OPCHECK_OPS = ["bias_act", "bias_act_backward", "bias_act_backward_smooth", "noise_inject",
                "noise_inject_backward", "adain", "adain_backward", "style_epilogue",
-               "style_epilogue_backward", "upfirdn2d"]
+               "style_epilogue_backward", "upfirdn2d", "filtered_lrelu", "filtered_lrelu_masked"]
 
 
 @pytest.mark.parametrize("op_name", OPCHECK_OPS)
@@ -682,8 +704,8 @@ def test_opcheck(op_name):
 def test_every_custom_op_is_covered():
     """The op names above are every FusedOp the op modules define."""
     found = set()
-    for module in (adain_module, bias_act_module, noise_inject_module, style_epilogue_module,
-                   upfirdn2d_module):
+    for module in (adain_module, bias_act_module, filtered_lrelu_module, noise_inject_module,
+                   style_epilogue_module, upfirdn2d_module):
         found |= {v.name for v in vars(module).values() if isinstance(v, _dispatch.FusedOp)}
     assert found == set(OPCHECK_OPS)
 
@@ -694,7 +716,7 @@ CUDA_BACKENDS = ([b for b in backends_for("cuda") if b != "eager"]
 GRAPH_CASES = ["bias_act-lrelu-clamp", "bias_act-swish-clamp", "bias_act-linear-nobias",
                "noise_inject-given", "noise_inject-drawn", "adain", "style_epilogue-noise",
                "style_epilogue-drawn-nobias", "style_epilogue-nonoise", "upfirdn2d",
-               "upfirdn2d-long", "upsample2d", "downsample2d", "filter2d"]
+               "upfirdn2d-long", "upsample2d", "downsample2d", "filter2d", "filtered_lrelu"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(),

@@ -12,11 +12,13 @@ from stylegan_fast.ops.upfirdn2d import SEPARABLE_ONE_PASS_TAPS
 from .helpers import (
     ALL_DTYPES,
     DEVICE_BACKENDS,
+    LAYOUTS,
     assert_close_to_reference,
     bad_call_id,
     gradcheck_options,
     parametrize_backends,
     rand,
+    rand_in_layout,
     saved_bytes,
     upfirdn2d_definition as definition,
 )
@@ -63,16 +65,6 @@ def test_every_argument_form_matches_the_definition(device, backend, case):
     check(op, reference, rand((2, 3, 7, 9), device=device), backend)
 
 
-LAYOUTS = ["nchw", "channels_last", "strided"]
-
-
-def make_x(shape, dtype, device, layout):
-    if layout == "strided":  # a transposed view: neither NCHW nor channels_last
-        n, c, h, w = shape
-        return rand((n, c, w, h), dtype, device).detach().transpose(2, 3).requires_grad_()
-    return rand(shape, dtype, device, channels_last=layout == "channels_last")
-
-
 @parametrize_backends
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -82,7 +74,7 @@ def test_dtypes_and_layouts(device, backend, dtype, layout, case):
     _, make_filter, kwargs = case
     f = make_filter().to(device)
     op, reference = call(f, kwargs)
-    x = make_x((2, 5, 6, 7), dtype, device, layout)
+    x = rand_in_layout((2, 5, 6, 7), dtype, device, layout)
     ours = check(op, reference, x, backend)
     if layout != "channels_last":
         assert ours[0].is_contiguous()
@@ -249,7 +241,7 @@ def test_triton_multi_program_tilings(device, backend, layout, case, monkeypatch
     monkeypatch.setattr(kernels, "TILE_ELEMENTS", 16)
     monkeypatch.setattr(kernels, "MIN_TILE_ELEMENTS", 16)
     monkeypatch.setattr(kernels, "CHANNELS_LAST_BLOCK_C", 2)
-    x = make_x((2, 5, 7, 9), torch.float32, device, layout)
+    x = rand_in_layout((2, 5, 7, 9), torch.float32, device, layout)
     block_c, block_y, block_x, programs = kernels._tile_shape(
         2, 5, 7, 9, layout == "channels_last")
     assert block_c < 5 and programs >= 2 * 3 * 2

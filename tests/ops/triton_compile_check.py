@@ -56,7 +56,9 @@ def compile_instead_of_launch(self, *args, grid, warmup, **kwargs):
 JITFunction.run = compile_instead_of_launch
 
 from stylegan_fast.ops.bias_act import ACTIVATIONS  # noqa: E402
+from stylegan_fast.ops.filtered_lrelu import filter_taps, geometry  # noqa: E402
 from stylegan_fast.ops.triton.bias_act import BiasActTriton  # noqa: E402
+from stylegan_fast.ops.triton.filtered_lrelu import FilteredLReluTriton  # noqa: E402
 from stylegan_fast.ops.triton.noise_inject import NoiseInjectTriton  # noqa: E402
 from stylegan_fast.ops.triton.style_epilogue import backward as epilogue_backward  # noqa: E402
 from stylegan_fast.ops.triton.style_epilogue import forward as epilogue_forward  # noqa: E402
@@ -133,6 +135,49 @@ for channels_last in (False, True):
                    torch.bfloat16)
 upfirdn2d_pass(x, torch.rand(12, 12), False, (1, 1), (1, 1), (5, 5), False)
 upfirdn2d_pass(torch.randn(1, 1, 1, 1), F4, True, (2, 2), (1, 1), (2, 2), False)  # sizes of 1
+
+
+def filtered_lrelu_passes(x, fu, fd, up, down, padding, clamp=0.5, bias=True, save_signs=True,
+                          grad_dtype=None):
+    """filtered_lrelu's forward pass (the op's geometry; padding x0, x1, y0, y1) and the masked
+    pass of its backward (in grad_dtype: float32 for a half x whose bias needs a gradient)."""
+    h, w = x.shape[2:]
+    geo = geometry(h, w, fu, fd, up, down, padding)
+    (uw, uh), (dw, dh) = filter_taps(fu), filter_taps(fd)
+    region, out = (geo.region_h, geo.region_w), (geo.out_h, geo.out_w)
+    b = torch.randn(x.shape[1], dtype=torch.float64 if x.dtype == torch.float64
+                    else torch.float32) if bias else None
+    _, signs = FilteredLReluTriton.forward(x, fu, fd, b, up, down, (padding[0], padding[2]),
+                                           region, out, 1.4, 0.2, clamp, False, x.dtype,
+                                           save_signs)
+    if save_signs:
+        dy = torch.empty((x.shape[0], x.shape[1], *out), dtype=x.dtype,
+                         memory_format=torch.channels_last if x.is_contiguous(
+                             memory_format=torch.channels_last) else torch.contiguous_format)
+        FilteredLReluTriton.masked(dy, fd, fu, signs, down, up, (dw - 1, dh - 1),
+                                   (uw - 1 - padding[0], uh - 1 - padding[2]), region, (h, w),
+                                   1.4, 0.2, 4.0, True, grad_dtype or x.dtype)
+
+
+INF, ONE = float("inf"), torch.ones(1, 1)  # no clamp; no filter (the op passes [[1]])
+for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
+    for channels_last in (False, True):
+        x = torch.randn(2, 8, 20, 20).to(dtype)
+        if channels_last:
+            x = x.to(memory_format=torch.channels_last)
+        filtered_lrelu_passes(x, F12, F12, 2, 2, (11, 10, 11, 10))  # StyleGAN3 layer
+        filtered_lrelu_passes(x, ONE, ONE, 1, 1, (0, 0, 0, 0))  # ToRGB: no filters
+filtered_lrelu_passes(torch.randn(2, 8, 20, 20).half(), F12, F12, 2, 2, (11, 10, 11, 10),
+                      grad_dtype=torch.float32)
+for channels_last in (False, True):
+    x = torch.randn(2, 8, 12, 12)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    filtered_lrelu_passes(x, torch.rand(24), F12, 4, 2, (20, 19, 21, 18), INF)  # up 4, 24 taps
+    filtered_lrelu_passes(x, torch.rand(6), torch.rand(7, 7), 2, 2, (4, 3, 5, 2))  # radial down
+    filtered_lrelu_passes(x, F3x3, torch.rand(4, 2), 3, 1, (-1, 2, 3, -2))  # 2-D, up 3, crop
+    filtered_lrelu_passes(x, F12, F12, 2, 2, (11, 10, 11, 10), INF, False, False)  # no grad
+    filtered_lrelu_passes(x, ONE, torch.rand(32, 32), 1, 4, (16, 15, 16, 15))  # 32 x 32 taps
 
 print(f"compiled {len(compiled)} kernels", file=sys.stderr)
 print(f"compiled {len(compiled)} kernels")

@@ -10,6 +10,8 @@ it compiles nothing. The wrappers below only bring tensors into a layout the ker
 * ``bias_act`` runs natively on any dense tensor (its channel is ``(offset // x.stride(dim)) % C``);
 * ``upfirdn2d`` reads x through its strides (any layout, no copy) and writes a y allocated in
   ``upfirdn2d.output_layout(x)`` (NCHW or channels_last) and the requested dtype;
+* ``filtered_lrelu`` likewise reads x (dy, and the signs in the masked pass) through their strides
+  and writes y (and the forward's signs) allocated here in ``output_layout(x)``;
 * small tensors (bias, strengths, styles, noise) go in the math dtype (float32, float64 for
   float64 x), contiguous; the generated noise map comes from the extension's Philox generator, a
   pure function of (seed, n, h, w), so forward and backward of both ops draw the same values.
@@ -23,11 +25,12 @@ import torch
 from .. import backends
 from .._common import compute_dtype, like
 from ..bias_act import ACTIVATIONS, negative_slope
+from ..filtered_lrelu import empty_signs, no_signs
 from ..upfirdn2d import empty_output
 from . import build
 
-__all__ = ["AdainCuda", "BiasActCuda", "NoiseInjectCuda", "StyleEpilogueCuda", "UpFirDn2dCuda",
-           "build"]
+__all__ = ["AdainCuda", "BiasActCuda", "FilteredLReluCuda", "NoiseInjectCuda", "StyleEpilogueCuda",
+           "UpFirDn2dCuda", "build"]
 
 
 def _ext():
@@ -182,8 +185,34 @@ class UpFirDn2dCuda:
         return y
 
 
+class FilteredLReluCuda:
+    """Both passes of ``stylegan_fast/ops/filtered_lrelu.py`` in one fused kernel each
+    (``csrc/filtered_lrelu.cu``); ``Reference``'s interface. Inputs are read through their strides
+    (no copy); y and the signs are allocated here in ``output_layout`` of the input."""
+
+    @staticmethod
+    def forward(x, fu, fd, b, up, down, pad, region, out_size, gain, slope, clamp, flip,
+                out_dtype, save_signs):
+        y = empty_output(x, out_size, out_dtype)
+        signs = empty_signs(x, region) if save_signs else no_signs(x)
+        _ext().filtered_lrelu_forward(x, fu.contiguous(), fd.contiguous(), _small(b, x), y, signs,
+                                      int(up), int(down), tuple(pad), tuple(region), float(gain),
+                                      float(slope), float(clamp), bool(flip))
+        return y, signs
+
+    @staticmethod
+    def masked(z, f1, f2, signs, up, down, pad1, pad2, region, out_size, gain, slope, scale,
+               flip, out_dtype):
+        y = empty_output(z, out_size, out_dtype)
+        _ext().filtered_lrelu_masked(z, f1.contiguous(), f2.contiguous(), signs, y, int(up),
+                                     int(down), tuple(pad1), tuple(pad2), tuple(region),
+                                     float(gain), float(slope), float(scale), bool(flip))
+        return y
+
+
 backends.register_impl("bias_act", "cuda", BiasActCuda)
 backends.register_impl("noise_inject", "cuda", NoiseInjectCuda)
 backends.register_impl("adain", "cuda", AdainCuda)
 backends.register_impl("style_epilogue", "cuda", StyleEpilogueCuda)
 backends.register_impl("upfirdn2d", "cuda", UpFirDn2dCuda)
+backends.register_impl("filtered_lrelu", "cuda", FilteredLReluCuda)

@@ -7,7 +7,7 @@ import importlib.util
 from pathlib import Path
 
 SOURCES = ("bindings.cpp", "bias_act.cu", "noise_inject.cu", "adain.cu", "style_epilogue.cu",
-           "upfirdn2d.cu")
+           "upfirdn2d.cu", "filtered_lrelu.cu")
 HEADERS = ("launchers.h", "common.cuh", "plane.cuh", "cluster.cuh")
 # nvcc: -O3 without --use_fast_math (the statistics need IEEE division and sqrt), every warning an
 # error, and ptxas' register / shared memory / spill report for each kernel.
